@@ -1,0 +1,33 @@
+"""Regenerate the checked-in OpenAPI documents: ``python -m contracts.generate``.
+
+Each ``contracts/<service>.py`` exposes ``document() -> dict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from contracts.openapi import checked_in_path, render
+
+SERVICES = ("ledger", "router", "payout", "recon", "banksim")
+
+
+def documents() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for service in SERVICES:
+        module = importlib.import_module(f"contracts.{service}")
+        out[service] = module.document()
+    return out
+
+
+def main() -> None:
+    for service, document in documents().items():
+        path = checked_in_path(service)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(document))
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
