@@ -23,6 +23,7 @@ from services.kit.errors import (
     problem_response,
 )
 from services.kit.logging import get_logger
+from services.kit.metrics import metrics_middleware, metrics_view
 
 log = get_logger(__name__)
 
@@ -88,13 +89,14 @@ def base_app(
 ) -> web.Application:
     app = web.Application(
         client_max_size=client_max_size,
-        middlewares=[request_id_middleware, problem_middleware, *middlewares],
+        middlewares=[request_id_middleware, metrics_middleware, problem_middleware, *middlewares],
     )
     app[readiness_checks_key] = list(readiness)
     app[openapi_key] = openapi_document
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics_view)
     return app
 
 

@@ -168,6 +168,9 @@ async def test_bad_input_answers_problem_json_with_stable_codes() -> None:
         assert resp.status == 404 and (await resp.json())["code"] == "not_found"
         resp = await client.get("/healthz")
         assert resp.status == 200
+        metrics = await (await client.get("/metrics")).text()
+        assert 'route="/things",status="422"' in metrics
+        assert 'route="/things",status="401"' in metrics
 
 
 async def test_pool_talks_to_real_postgres(sample_dsn: str) -> None:
