@@ -61,7 +61,9 @@ class Env:
     def url(self, name: str, default: str | None, *, schemes: tuple[str, ...]) -> str:
         value = self.string(name, default)
         parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
+        # A Unix-socket URL names its directory in the query (``?host=/run/pg``) instead.
+        has_host = bool(parts.hostname) or "host=" in parts.query
+        if parts.scheme not in schemes or not has_host:
             raise SettingsError(
                 f"{name} must be a URL with scheme {' or '.join(schemes)} and a host, got {value!r}"
             )

@@ -39,6 +39,8 @@ def test_bad_setting_names_the_variable() -> None:
         env.integer("PORT", 1)
     with pytest.raises(SettingsError, match="AMQP_URL must be a URL"):
         env.url("AMQP_URL", None, schemes=("amqp",))
+    socket_url = "postgresql://postgres:@/postgres?host=/tmp/pgdata"
+    assert Env({"DATABASE_URL": socket_url}).url("DATABASE_URL", None, schemes=("postgresql",))
     with pytest.raises(SettingsError, match="SERVICE_TOKEN is required"):
         env.secret("SERVICE_TOKEN")
     with pytest.raises(SettingsError, match="LIMIT must be <= 5"):
