@@ -59,5 +59,24 @@ def migrate() -> None:
     asyncio.run(run())
 
 
+SERVICE_PORTS = {"payout": 8080, "ledger": 8081, "router": 8082, "recon": 8083, "banksim": 8090}
+
+
+def service_url(service: str) -> str:
+    return os.environ.get(f"{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
+
+
+@main.command()
+@click.option("--timeout", "timeout_s", default=2.0, show_default=True, help="per probe, seconds")
+def status(timeout_s: float) -> None:
+    """Readiness of every service, outbox backlog per database, and queue depths."""
+    from services.ops import collect_status, render_status
+
+    report = asyncio.run(collect_status(SERVICE_PORTS, service_url, timeout_s=timeout_s))
+    click.echo(render_status(report))
+    if not report.all_ready:
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":
     main()
