@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import msgspec
@@ -116,9 +117,12 @@ class Broker:
         handler: Handler,
         *,
         prefetch: int = 32,
+        queue_arguments: dict[str, Any] | None = None,
     ) -> None:
         """Start consuming. The handler must be idempotent (inbox); an exception requeues the
-        message, and after ``delivery_limit`` deliveries the broker dead-letters it."""
+        message, and after ``delivery_limit`` deliveries the broker dead-letters it.
+        ``queue_arguments`` adds to the queue's arguments, e.g. ``{"x-expires": ms}`` for a
+        per-instance queue that the broker removes once its process is gone."""
         assert self._connection is not None, "broker not connected"
         channel: AbstractRobustChannel = await self._connection.channel()
         self._consumer_channels.append(channel)
@@ -133,6 +137,7 @@ class Broker:
                 "x-queue-type": "quorum",
                 "x-delivery-limit": self.delivery_limit,
                 "x-dead-letter-exchange": self.names.dead_letter_exchange,
+                **(queue_arguments or {}),
             },
         )
         for key in binding_keys:
