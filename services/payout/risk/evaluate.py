@@ -1,0 +1,138 @@
+"""The evaluator: one payout, one compiled rule set, the counters → a Decision.
+
+Pure and synchronous: it reads the rule set and the counters and writes nothing, so the live
+engine and the dry run call this same function. Cost is bounded by the rule count with no I/O.
+"""
+
+from __future__ import annotations
+
+from services.payout.risk.counters import Counters, Subject
+from services.payout.risk.model import (
+    FAILURE_CODE_BLOCKED,
+    OUTCOMES,
+    Decision,
+    FiredRule,
+    PayoutFacts,
+)
+from services.payout.risk.ruleset import CompiledRule, RuleSet
+
+_FIELDS = ("account", "bank", "name")
+
+
+def evaluate(ruleset: RuleSet, counters: Counters, facts: PayoutFacts) -> Decision:
+    return evaluate_subject(ruleset, counters, facts, Subject.of(facts))
+
+
+def _applies(rule: CompiledRule, subject: Subject) -> bool:
+    if rule.currency is not None and rule.currency != subject.currency:
+        return False
+    exempt = rule.exempt
+    return exempt is None or subject.keys[exempt[0]] not in exempt[1]
+
+
+def evaluate_subject(
+    ruleset: RuleSet, counters: Counters, facts: PayoutFacts, subject: Subject
+) -> Decision:
+    plan = ruleset.plan_for(subject.merchant_id)
+    fired: list[FiredRule] = []
+    severity = 0
+    keys = subject.keys
+    amount = subject.amount_minor
+
+    for field, index in enumerate(plan.blocked):
+        hits = index.get(keys[field])
+        if hits:
+            for rule in hits:
+                if _applies(rule, subject):
+                    fired.append(rule.fired(f"beneficiary {_FIELDS[field]} is on the blocklist"))
+                    severity = max(severity, rule.severity)
+
+    for rule in plan.allowlists:
+        if keys[rule.field] not in rule.values and _applies(rule, subject):
+            fired.append(rule.fired(f"beneficiary {_FIELDS[rule.field]} is not on the allowlist"))
+            severity = max(severity, rule.severity)
+
+    for group in plan.velocity:
+        if group.series_currency != "*" and group.series_currency != subject.currency:
+            continue
+        count, total = counters.velocity_since(
+            group.scope, subject, group.series_currency, group.window_buckets
+        )
+        count += 1  # this payout
+        total += amount
+        for vr in group.rules:
+            if vr.max_count is not None and count > vr.max_count and _applies(vr, subject):
+                fired.append(
+                    vr.fired(
+                        f"{count} payouts per {group.scope} in {vr.window_s}s (max {vr.max_count})",
+                        vr.reason_code or "velocity_count_exceeded",
+                    )
+                )
+                severity = max(severity, vr.severity)
+            elif (
+                vr.max_amount_minor is not None
+                and total > vr.max_amount_minor
+                and _applies(vr, subject)
+            ):
+                fired.append(
+                    vr.fired(
+                        f"{total} {subject.currency} minor units per {group.scope} in "
+                        f"{vr.window_s}s (max {vr.max_amount_minor})",
+                        vr.reason_code or "velocity_amount_exceeded",
+                    )
+                )
+                severity = max(severity, vr.severity)
+
+    if plan.anomaly:
+        samples, median2 = counters.median_twice(subject.merchant_id, subject.currency)
+        for ar in plan.anomaly:
+            if (
+                samples >= ar.min_samples
+                # amount > multiple * median, kept in integers: 2*amount*den > num*(2*median)
+                and 2 * amount * ar.multiple_den > ar.multiple_num * median2
+                and (ar.min_amount_minor is None or amount >= ar.min_amount_minor)
+                and _applies(ar, subject)
+            ):
+                fired.append(
+                    ar.fired(
+                        f"amount {amount} is over {ar.multiple_text}x the median "
+                        f"{median2 / 2:g} of the last {samples} payouts"
+                    )
+                )
+                severity = max(severity, ar.severity)
+
+    if plan.cooldown:
+        first_ms = counters.first_seen_ms(subject.merchant_id, subject.beneficiary)
+        age_ms = None if first_ms is None else subject.at_ms - first_ms
+        for cr in plan.cooldown:
+            if (
+                (age_ms is None or age_ms < cr.cooldown_ms)
+                and (cr.min_amount_minor is None or amount >= cr.min_amount_minor)
+                and _applies(cr, subject)
+            ):
+                seen = "first payout" if age_ms is None else f"first paid {age_ms // 1000}s ago"
+                fired.append(cr.fired(f"new beneficiary ({seen}; cool-down {cr.cooldown_s}s)"))
+                severity = max(severity, cr.severity)
+
+    for tgroup in plan.time:
+        local = facts.created_at.astimezone(tgroup.zone)
+        minute = local.hour * 60 + local.minute
+        day = local.weekday()
+        for tr in tgroup.rules:
+            if tr.start_min < tr.end_min:
+                inside = tr.start_min <= minute < tr.end_min
+            else:  # crosses midnight
+                inside = minute >= tr.start_min or minute < tr.end_min
+            inside = inside and day in tr.days
+            if inside == tr.fires_inside and _applies(tr, subject):
+                where = "inside" if inside else "outside"
+                fired.append(tr.fired(f"{local:%a %H:%M} is {where} {tr.window_text}"))
+                severity = max(severity, tr.severity)
+
+    outcome = OUTCOMES[severity]
+    return Decision(
+        outcome=outcome,
+        ruleset_version=ruleset.version,
+        fired=tuple(fired),
+        failure_code=FAILURE_CODE_BLOCKED if outcome == "block" else None,
+    )

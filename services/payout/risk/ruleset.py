@@ -1,0 +1,281 @@
+"""Compiled, immutable rule sets: what the evaluator runs.
+
+Compilation turns a validated document into per-merchant plans arranged for a fast hot path:
+list rules become one hash lookup per beneficiary field whatever their number, velocity rules
+sharing a (scope, window, currency) share one counter read, and so on. A RuleSet is never
+mutated after compilation; the engine swaps whole RuleSets, so one evaluation sees one version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from services.payout.risk import document as d
+from services.payout.risk.limits import RiskLimits
+from services.payout.risk.model import SEVERITY, FiredRule, Outcome
+
+FIELD_INDEX = {"account": 0, "bank": 1, "name": 2}
+DEFAULT_REASONS = {
+    ("blocklist", "account"): "beneficiary_account_blocklisted",
+    ("blocklist", "bank"): "beneficiary_bank_blocklisted",
+    ("blocklist", "name"): "beneficiary_name_blocklisted",
+    ("allowlist", "account"): "beneficiary_account_not_allowlisted",
+    ("allowlist", "bank"): "beneficiary_bank_not_allowlisted",
+    ("allowlist", "name"): "beneficiary_name_not_allowlisted",
+}
+ALL_CURRENCIES = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """What every compiled rule carries; the kind-specific parameters follow in subclasses."""
+
+    id: str
+    type: str
+    outcome: Outcome
+    severity: int
+    reason_code: str
+    currency: str | None
+    # (field index, normalised values) of the exempting allowlist, if any.
+    exempt: tuple[int, frozenset[str]] | None
+
+    def fired(self, detail: str, reason_code: str | None = None) -> FiredRule:
+        return FiredRule(
+            rule_id=self.id,
+            rule_type=self.type,
+            outcome=self.outcome,
+            reason_code=reason_code or self.reason_code,
+            detail=detail,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListRule(CompiledRule):
+    field: int
+    values: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityRule(CompiledRule):
+    window_s: int
+    max_count: int | None
+    max_amount_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityGroup:
+    """Rules reading the same counter: one read per group per evaluation."""
+
+    scope: str
+    window_buckets: int
+    series_currency: str  # a currency code, or "*" for the all-currency count
+    rules: tuple[VelocityRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRule(CompiledRule):
+    multiple_num: int
+    multiple_den: int
+    multiple_text: str
+    min_samples: int
+    min_amount_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CooldownRule(CompiledRule):
+    cooldown_ms: int
+    cooldown_s: int
+    min_amount_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRule(CompiledRule):
+    start_min: int
+    end_min: int
+    days: frozenset[int]  # datetime.weekday() numbers
+    fires_inside: bool
+    window_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeGroup:
+    zone: zoneinfo.ZoneInfo
+    rules: tuple[TimeRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every rule that judges one merchant, arranged by what it reads."""
+
+    rules: tuple[CompiledRule, ...]
+    # normalised value → blocklist rules, one mapping per field (account, bank, name)
+    blocked: tuple[Mapping[str, tuple[ListRule, ...]], ...]
+    allowlists: tuple[ListRule, ...]
+    velocity: tuple[VelocityGroup, ...]
+    anomaly: tuple[AnomalyRule, ...]
+    cooldown: tuple[CooldownRule, ...]
+    time: tuple[TimeGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """One published version of the rules; immutable."""
+
+    version: int
+    digest: str  # sha256 of the canonical document
+    document: Mapping[str, Any]  # canonical plain data (what was validated)
+    limits: RiskLimits
+    default_plan: Plan
+    merchant_plans: Mapping[str, Plan]
+
+    def plan_for(self, merchant_id: str) -> Plan:
+        return self.merchant_plans.get(merchant_id, self.default_plan)
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.default_plan.rules) + sum(
+            len(p.rules) for p in self.merchant_plans.values()
+        )
+
+
+def compile_ruleset(
+    source: bytes | str | Mapping[str, Any],
+    *,
+    version: int,
+    limits: RiskLimits | None = None,
+    fmt: str = "yaml",
+) -> RuleSet:
+    """Validate and compile; raises ``RuleSetInvalid`` naming every problem.
+
+    ``source`` is the YAML/JSON text (``fmt``) or already-parsed plain data. ``version`` is
+    assigned by whoever stores the rule set (a database sequence), not by the document.
+    """
+    if version < 1:
+        raise ValueError("version must be a positive integer")
+    limits = limits or RiskLimits()
+    data = source if isinstance(source, Mapping) else d.parse_source(source, limits=limits, fmt=fmt)
+    valid = d.validate_document(dict(data) if isinstance(data, Mapping) else data, limits=limits)
+    default_rules = d.effective_rules(valid.defaults, None)
+    default_plan = _plan(default_rules, limits)
+    plans = {
+        mid: _plan(d.effective_rules(valid.defaults, section), limits)
+        for mid, section in valid.merchants.items()
+    }
+    canonical_bytes = msgspec.json.encode(valid.canonical, order="sorted")
+    return RuleSet(
+        version=version,
+        digest=hashlib.sha256(canonical_bytes).hexdigest(),
+        document=MappingProxyType(valid.canonical),
+        limits=limits,
+        default_plan=default_plan,
+        merchant_plans=MappingProxyType(plans),
+    )
+
+
+def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
+    allowlist_values = {
+        r.id: (FIELD_INDEX[r.field], d.normalised_values(r.field, r.values))
+        for r in rules
+        if isinstance(r, d.AllowlistRule)
+    }
+    compiled: list[CompiledRule] = []
+    blocked: tuple[dict[str, list[ListRule]], ...] = ({}, {}, {})
+    allowlists: list[ListRule] = []
+    velocity: dict[tuple[str, int, str], list[VelocityRule]] = {}
+    anomaly: list[AnomalyRule] = []
+    cooldown: list[CooldownRule] = []
+    time: dict[str, list[TimeRule]] = {}
+    for r in rules:
+        base: dict[str, Any] = {
+            "id": r.id,
+            "outcome": r.outcome,
+            "severity": SEVERITY[r.outcome],
+            "currency": r.currency,
+            "exempt": allowlist_values[r.exempt_allowlist] if r.exempt_allowlist else None,
+        }
+        if isinstance(r, d.BlocklistRule | d.AllowlistRule):
+            kind = "blocklist" if isinstance(r, d.BlocklistRule) else "allowlist"
+            lr = ListRule(
+                type=kind,
+                reason_code=r.reason_code or DEFAULT_REASONS[(kind, r.field)],
+                field=FIELD_INDEX[r.field],
+                values=d.normalised_values(r.field, r.values),
+                **base,
+            )
+            compiled.append(lr)
+            if kind == "blocklist":
+                for value in lr.values:
+                    blocked[lr.field].setdefault(value, []).append(lr)
+            elif lr.outcome != "allow":
+                allowlists.append(lr)
+        elif isinstance(r, d.VelocityRule):
+            vr = VelocityRule(
+                type="velocity",
+                reason_code=r.reason_code or "",  # "": the evaluator says count or amount
+                window_s=r.window_s,
+                max_count=r.max_count,
+                max_amount_minor=r.max_amount_minor,
+                **base,
+            )
+            compiled.append(vr)
+            key = (r.scope, r.window_s * 1000 // limits.bucket_ms, r.currency or ALL_CURRENCIES)
+            velocity.setdefault(key, []).append(vr)
+        elif isinstance(r, d.AmountAnomalyRule):
+            num, den = d.parse_multiple(r.multiple)
+            ar = AnomalyRule(
+                type="amount_anomaly",
+                reason_code=r.reason_code or "amount_anomaly",
+                multiple_num=num,
+                multiple_den=den,
+                multiple_text=str(r.multiple),
+                min_samples=r.min_samples,
+                min_amount_minor=r.min_amount_minor,
+                **base,
+            )
+            compiled.append(ar)
+            anomaly.append(ar)
+        elif isinstance(r, d.NewBeneficiaryRule):
+            cr = CooldownRule(
+                type="new_beneficiary",
+                reason_code=r.reason_code or "new_beneficiary_cooldown",
+                cooldown_ms=r.cooldown_s * 1000,
+                cooldown_s=r.cooldown_s,
+                min_amount_minor=r.min_amount_minor,
+                **base,
+            )
+            compiled.append(cr)
+            cooldown.append(cr)
+        else:
+            assert isinstance(r, d.TimeWindowRule)
+            tr = TimeRule(
+                type="time_window",
+                reason_code=r.reason_code
+                or ("inside_time_window" if r.fires_when == "inside" else "outside_time_window"),
+                start_min=d.parse_hhmm(r.start),
+                end_min=d.parse_hhmm(r.end),
+                days=frozenset(d.DAYS.index(day) for day in (r.days or d.DAYS)),
+                fires_inside=r.fires_when == "inside",
+                window_text=f"{r.start}-{r.end} {r.timezone}",
+                **base,
+            )
+            compiled.append(tr)
+            time.setdefault(r.timezone, []).append(tr)
+    return Plan(
+        rules=tuple(compiled),
+        blocked=tuple(MappingProxyType({k: tuple(v) for k, v in m.items()}) for m in blocked),
+        allowlists=tuple(allowlists),
+        velocity=tuple(
+            VelocityGroup(scope=s, window_buckets=w, series_currency=c, rules=tuple(v))
+            for (s, w, c), v in velocity.items()
+        ),
+        anomaly=tuple(anomaly),
+        cooldown=tuple(cooldown),
+        time=tuple(TimeGroup(zone=zoneinfo.ZoneInfo(tz), rules=tuple(v)) for tz, v in time.items()),
+    )
