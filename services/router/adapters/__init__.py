@@ -1,0 +1,1 @@
+"""asyncpg repositories, bank connectors, the config-file watcher."""

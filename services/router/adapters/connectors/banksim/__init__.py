@@ -1,0 +1,1 @@
+"""Connector for the bank simulator's API (docs/INTERFACES.md "Bank simulator")."""

@@ -1,0 +1,1 @@
+"""aiohttp views and AMQP consumers."""
