@@ -1,0 +1,1 @@
+"""Simulated banks: payout API, status inquiry, chaos controls and statement files."""

@@ -1,0 +1,1 @@
+"""Pure rules of the simulated banks: configuration, outcomes, statements. No I/O."""
