@@ -1,0 +1,123 @@
+"""File-level checks, run before any line is imported: a file that fails is quarantined whole.
+
+- every statement belongs to the channel it was dropped for;
+- one currency per account (lines, balances and every statement of the same account);
+- the channel accepts that currency (when its rules list currencies);
+- opening balance + credits - debits = closing balance (when both balances are present);
+- control totals: the line count and the sum of line amounts (absolute, minor units) match
+  what the format declares (BAI2 and camt carry them);
+- sequence numbers: a gap against the last accepted statement is reported (an alert), not a
+  rejection, because the missing statement may still arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from services.recon.domain.lines import Direction, Statement
+from services.recon.domain.rules import ChannelRules
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    code: str  # stable: statement_unbalanced, currency_mixed, currency_unexpected, ...
+    reason: str
+    statement_id: str | None = None
+    line_number: int | None = None
+
+
+def check_statements(statements: list[Statement], rules: ChannelRules) -> CheckFailure | None:
+    if not statements:
+        return CheckFailure("statement_empty", "the file holds no statement")
+    account_currency: dict[str, str] = {}
+    for st in statements:
+        failure = _check_one(st, rules)
+        if failure is not None:
+            return failure
+        seen = account_currency.setdefault(st.account, st.currency)
+        if seen != st.currency:
+            return CheckFailure(
+                "currency_mixed",
+                f"account {st.account} appears in {seen} and {st.currency}",
+                st.statement_id,
+            )
+    return None
+
+
+def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
+    sid = st.statement_id
+    if not st.lines and st.closing is None:
+        return CheckFailure("statement_empty", "a statement with neither lines nor balance", sid)
+    if st.channel != rules.channel:
+        return CheckFailure(
+            "channel_mismatch", f"statement is for {st.channel}, not {rules.channel}", sid
+        )
+    if rules.currencies and st.currency not in rules.currencies:
+        return CheckFailure(
+            "currency_unexpected",
+            f"currency {st.currency} is not accepted on {rules.channel}"
+            f" ({', '.join(rules.currencies)})",
+            sid,
+        )
+    for balance in (st.opening, st.closing):
+        if balance is not None and balance.currency != st.currency:
+            return CheckFailure(
+                "currency_mixed",
+                f"balance in {balance.currency} on a {st.currency} account",
+                sid,
+            )
+    net = 0
+    total = 0
+    for line in st.lines:
+        if line.currency != st.currency:
+            return CheckFailure(
+                "currency_mixed",
+                f"line in {line.currency} on a {st.currency} account",
+                sid,
+                line.line_number,
+            )
+        assert line.amount_minor > 0, "parsers give positive amounts; direction carries sign"
+        total += line.amount_minor
+        net += line.amount_minor if line.direction is Direction.CREDIT else -line.amount_minor
+    if st.opening is not None and st.closing is not None:
+        expected = st.opening.amount_minor + net
+        if expected != st.closing.amount_minor:
+            return CheckFailure(
+                "statement_unbalanced",
+                f"opening {st.opening.amount_minor} + lines {net} = {expected}"
+                f" but closing is {st.closing.amount_minor}",
+                sid,
+            )
+    if st.control_count is not None and st.control_count != len(st.lines):
+        return CheckFailure(
+            "control_count_mismatch",
+            f"control count {st.control_count} but {len(st.lines)} line(s)",
+            sid,
+        )
+    if st.control_total_minor is not None and st.control_total_minor != total:
+        return CheckFailure(
+            "control_total_mismatch",
+            f"control total {st.control_total_minor} but lines sum to {total}",
+            sid,
+        )
+    return None
+
+
+def business_date(statements: list[Statement]) -> date:
+    """The day a file reports: its latest closing balance date, else its latest booking."""
+    closing = [st.closing.date for st in statements if st.closing is not None]
+    if closing:
+        return max(closing)
+    booked = [line.booking_date for st in statements for line in st.lines]
+    assert booked, "a statement without balances or lines has no business date"
+    return max(booked)
+
+
+def sequence_gap(last_seen: int | None, received: int | None) -> tuple[int, int] | None:
+    """(expected, received) when ``received`` skips numbers after ``last_seen``."""
+    if last_seen is None or received is None:
+        return None
+    if received > last_seen + 1:
+        return last_seen + 1, received
+    return None

@@ -1,0 +1,67 @@
+"""Reconciliation settings, from the environment only (validated at start-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.kit.settings import CommonSettings, Env, common_kwargs
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(CommonSettings):
+    host: str
+    port: int
+    router_url: str
+    # Statement drop directory: <drop_dir>/<channel>/{inbox,processing,archive,quarantine}.
+    drop_dir: Path
+    # Columnar copies of accepted statements and run reports live here.
+    data_dir: Path
+    channels_file: Path | None  # YAML rules per channel; None = built-in defaults only
+    finance_key: str
+    scan_interval_ms: int
+    intake_enabled: bool
+    upload_max_bytes: int
+    export_max_bytes: int  # the router's attempts export for one run
+    export_timeout_s: int
+    duckdb_threads: int
+    duckdb_memory_limit_mb: int
+    page_size_max: int
+    relay_batch_size: int
+
+
+# Development default so `make run` works; production sets its own (see .env.example).
+DEFAULT_FINANCE_KEY = "dev-finance-key-change-me"
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = Env(environ)
+    channels_file = env.string("RECON_CHANNELS_FILE", "-")
+    return Settings(
+        **common_kwargs(env),
+        host=env.string("RECON_HOST", "127.0.0.1"),
+        port=env.integer("RECON_PORT", 8083, min_value=1, max_value=65535),
+        router_url=env.url("ROUTER_URL", "http://127.0.0.1:8082", schemes=("http", "https")),
+        drop_dir=Path(env.string("RECON_DROP_DIR", "var/recon/drop")),
+        data_dir=Path(env.string("RECON_DATA_DIR", "var/recon/data")),
+        channels_file=None if channels_file == "-" else Path(channels_file),
+        finance_key=env.secret("RECON_FINANCE_KEY", DEFAULT_FINANCE_KEY),
+        scan_interval_ms=env.integer(
+            "RECON_SCAN_INTERVAL_MS", 2000, min_value=50, max_value=3_600_000
+        ),
+        intake_enabled=env.flag("RECON_INTAKE_ENABLED", True),
+        upload_max_bytes=env.integer(
+            "RECON_UPLOAD_MAX_BYTES", 256 * 1024 * 1024, min_value=1024, max_value=2 * 1024**3
+        ),
+        export_max_bytes=env.integer(
+            "RECON_EXPORT_MAX_BYTES", 2 * 1024**3, min_value=1024, max_value=64 * 1024**3
+        ),
+        export_timeout_s=env.integer("RECON_EXPORT_TIMEOUT_S", 300, min_value=1, max_value=3600),
+        duckdb_threads=env.integer("RECON_DUCKDB_THREADS", 2, min_value=1, max_value=64),
+        duckdb_memory_limit_mb=env.integer(
+            "RECON_DUCKDB_MEMORY_LIMIT_MB", 1024, min_value=64, max_value=65536
+        ),
+        page_size_max=env.integer("RECON_PAGE_SIZE_MAX", 500, min_value=1, max_value=10_000),
+        relay_batch_size=env.integer("RECON_RELAY_BATCH_SIZE", 200, min_value=1, max_value=5000),
+    )
