@@ -124,13 +124,13 @@ class MerchantSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Default rule ids that do not apply to this merchant.
     disable: list[RuleIdText] = []
     # A rule with the id of a default rule replaces it for this merchant.
-    rules: list[dict[str, Any]] = []
+    rules: list[Any] = []
 
 
 class Document(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     format: Literal[1]
     description: str = ""
-    defaults: list[dict[str, Any]] = []
+    defaults: list[Any] = []
     merchants: dict[MerchantIdText, MerchantSection] = {}
 
 
@@ -200,7 +200,7 @@ def parse_source(raw: bytes | str, *, limits: RiskLimits, fmt: str = "yaml") -> 
     raise ValueError(f"unknown format {fmt!r}: use 'yaml' or 'json'")
 
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING_OR_UNKNOWN = re.compile(r"field `(?P<field>[^`]+)`")
 
 
@@ -212,7 +212,9 @@ def _split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str | None, str]
     field: str | None = None
     if path:
         field = path.lstrip(".").split(".")[0].split("[")[0] or None
-        if path.lstrip(".") != field:
+        if m.group("key"):
+            message = f"{message} (a key of {path.lstrip('.')})"
+        elif path.lstrip(".") != field:
             message = f"{message} (at {path.lstrip('.')})"
     else:
         found = _MISSING_OR_UNKNOWN.search(message)
@@ -296,13 +298,14 @@ def effective_rules(defaults: Section, merchant: Section | None) -> tuple[Rule, 
 
 
 def _section_rules(
-    where: str, raw_rules: list[dict[str, Any]], limits: RiskLimits, problems: list[Problem]
+    where: str, raw_rules: list[Any], limits: RiskLimits, problems: list[Problem]
 ) -> list[Rule]:
     rules: list[Rule] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_rules):
         at = f"{where}[{index}]"
-        rule_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        rule_id = raw_id if isinstance(raw_id, str) else None
         before = len(problems)
         rule = _convert_rule(at, rule_id, raw, problems)
         if rule is None:
