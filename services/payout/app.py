@@ -1,0 +1,170 @@
+"""Composition root of the payout service: pools, clients, consumers, relay and loops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+import contracts.payout
+from contracts.wire import Envelope
+from services.kit import db, outbox
+from services.kit.amqp import Broker
+from services.kit.logging import get_logger
+from services.kit.web import base_app
+from services.payout import delivery, handlers
+from services.payout.adapters.participants import LedgerClient, RouterClient
+from services.payout.coordinator import Coordinator
+from services.payout.entrypoints import consumers, http
+from services.payout.keys import context_key
+from services.payout.settings import Settings
+
+log = get_logger(__name__)
+
+settings_key = web.AppKey("payout_settings", Settings)
+pool_key = web.AppKey("payout_pool", asyncpg.Pool)
+broker_key = web.AppKey("payout_broker", Broker)
+session_key = web.AppKey("payout_session", aiohttp.ClientSession)
+
+JANITOR_INTERVAL_S = 60.0
+
+
+def dsn(settings: Settings) -> str:
+    return db.service_dsn(settings.database_url, settings.db_name_prefix, "payout")
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    pool = await db.create_pool(dsn(app[settings_key]), max_size=app[settings_key].db_pool_max)
+    app[pool_key] = pool
+    yield
+    await pool.close()
+
+
+async def clients(app: web.Application) -> AsyncIterator[None]:
+    s = app[settings_key]
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30))
+    app[session_key] = session
+    ledger = LedgerClient(session, s.ledger_url, s.service_token, s.participant_timeout_ms)
+    router = RouterClient(
+        session, s.router_url, s.service_token, s.participant_timeout_ms, s.submission_timeout_ms
+    )
+    coordinator = Coordinator(app[pool_key], ledger, router, s)
+    app[context_key] = handlers.Context(
+        pool=app[pool_key], coordinator=coordinator, ledger=ledger, settings=s
+    )
+    yield
+    await session.close()
+
+
+async def broker(app: web.Application) -> AsyncIterator[None]:
+    s = app[settings_key]
+    b = Broker(s.amqp_url, s.amqp_prefix)
+    await b.connect()
+    app[broker_key] = b
+    ctx = app[context_key]
+
+    async def attempt_resolved(envelope: Envelope) -> None:
+        await consumers.on_attempt_resolved(ctx, envelope)
+
+    async def recon_resolved(envelope: Envelope) -> None:
+        await consumers.on_recon_resolved(ctx, envelope)
+
+    async def fan_out(envelope: Envelope) -> None:
+        await delivery.fan_out(ctx.pool, s, envelope)
+
+    await b.consume(consumers.ATTEMPTS_CONSUMER, ["attempt.resolved"], attempt_resolved)
+    await b.consume(consumers.RECON_CONSUMER, ["recon.payout_resolved"], recon_resolved)
+    await b.consume(delivery.CONSUMER, ["payout.*"], fan_out)
+    yield
+    await b.close()
+
+
+Loop = Callable[[web.Application, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _background(name: str, factory: Loop) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running ``factory(app, stop)`` until shutdown, then awaiting it."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(factory(app, stop), name=name)
+        yield
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=15)
+        except TimeoutError:
+            log.warning("background_task_slow_to_stop", task=name)
+
+    context.__name__ = name
+    return context
+
+
+async def _relay(app: web.Application, stop: asyncio.Event) -> None:
+    await outbox.relay(
+        app[pool_key], app[broker_key], batch_size=app[settings_key].relay_batch_size, stop=stop
+    )
+
+
+async def _coordinator(app: web.Application, stop: asyncio.Event) -> None:
+    await app[context_key].coordinator.run(stop)
+
+
+async def _sender(app: web.Application, stop: asyncio.Event) -> None:
+    await delivery.Sender(app[pool_key], app[session_key], app[settings_key]).run(stop)
+
+
+async def _batches_and_janitor(app: web.Application, stop: asyncio.Event) -> None:
+    """Batch items become payouts in chunks; expired idempotency keys are purged."""
+    ctx = app[context_key]
+    loop = asyncio.get_running_loop()
+    last_janitor = 0.0
+    while not stop.is_set():
+        handled = 0
+        try:
+            handled = await handlers.process_batch_chunk(ctx)
+            if loop.time() - last_janitor > JANITOR_INTERVAL_S:
+                last_janitor = loop.time()
+                await handlers.complete_empty_batches(ctx)
+                purged = await handlers.purge_expired_idempotency_keys(ctx)
+                if purged:
+                    log.info("idempotency_keys_purged", count=purged)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("batch_loop_retry", error=str(exc))
+        if handled:
+            continue
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except TimeoutError:
+            pass
+
+
+async def database_ready(app: web.Application) -> None:
+    await app[pool_key].fetchval("SELECT 1")
+
+
+async def broker_ready(app: web.Application) -> None:
+    if not app[broker_key].is_connected:
+        raise ConnectionError("broker not connected")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = base_app(
+        openapi_document=contracts.payout.document(),
+        client_max_size=settings.request_body_max_bytes,
+        middlewares=[http.auth_middleware],
+        readiness=[database_ready, broker_ready],
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(clients)
+    app.cleanup_ctx.append(broker)
+    app.cleanup_ctx.append(_background("outbox_relay", _relay))
+    app.cleanup_ctx.append(_background("tcc_recovery", _coordinator))
+    app.cleanup_ctx.append(_background("webhook_sender", _sender))
+    app.cleanup_ctx.append(_background("batches", _batches_and_janitor))
+    http.add_routes(app)
+    return app

@@ -1,0 +1,1 @@
+"""Pure payout rules: states and transitions, fees, limits, schedules. No I/O here."""
