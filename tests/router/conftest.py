@@ -23,8 +23,8 @@ from tests.support.processes import ServiceProcess, free_port
 
 HERE = Path(__file__).parent
 BANK_KEY = "router-tests-bank-key-0123456789"
-CALLBACK_SECRET = "router-tests-callback-secret-0123"  # noqa: S105
-SERVICE_TOKEN = "router-tests-service-token-0123"  # noqa: S105
+CALLBACK_SECRET = "router-tests-callback-secret-0123"
+SERVICE_TOKEN = "router-tests-service-token-0123"
 BANKS = ("northbank", "meridian", "atlas")
 MIGRATIONS = infra.ROOT / "services" / "router" / "migrations"
 

@@ -12,7 +12,6 @@ from tests.router.conftest import BankAdmin, Router, RouterFactory, submission
 from tests.support import infra
 from tests.support.waiting import wait_until
 
-
 NORTH_FIRST = {
     "id": "north_first",
     "merchant_id": "*",
