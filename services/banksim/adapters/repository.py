@@ -142,7 +142,8 @@ class Repository:
             if new.status in ("paid", "accepted"):
                 used = await conn.fetchval(
                     """INSERT INTO bank_daily_usage AS u (bank, currency, business_date, used_minor)
-                       SELECT $1::text, $2::text, $3::date, $4::bigint WHERE $4::bigint <= $5::bigint
+                       SELECT $1::text, $2::text, $3::date, $4::bigint
+                       WHERE $4::bigint <= $5::bigint
                        ON CONFLICT (bank, currency, business_date)
                        DO UPDATE SET used_minor = u.used_minor + EXCLUDED.used_minor
                        WHERE u.used_minor + EXCLUDED.used_minor <= $5::bigint
@@ -342,15 +343,16 @@ class Repository:
     async def returnable(
         self, bank: str, currency: str, before: date, reference: str | None
     ) -> asyncpg.Record | None:
-        """A paid payout from before ``before`` that has not been returned yet."""
+        """A paid payout not yet returned, valued on or before ``before``: one from an earlier day
+        when there is one, else one from that day."""
         return await self.pool.fetchrow(
             """SELECT t.reference, t.bank_reference, t.amount_minor, t.beneficiary_name
                FROM bank_transfer t
                WHERE t.bank = $1 AND t.currency = $2 AND t.status = 'paid'
-                 AND t.value_date < $3 AND ($4::text IS NULL OR t.reference = $4)
+                 AND t.value_date <= $3 AND ($4::text IS NULL OR t.reference = $4)
                  AND NOT EXISTS (SELECT 1 FROM bank_return r
                                  WHERE r.bank = t.bank AND r.reference = t.reference)
-               ORDER BY t.value_date DESC, t.id DESC LIMIT 1""",
+               ORDER BY (t.value_date = $3), t.value_date DESC, t.id DESC LIMIT 1""",
             bank,
             currency,
             before,
