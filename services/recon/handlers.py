@@ -347,13 +347,19 @@ class ReconService:
                     )
                 raise
             timings["records_s"] = loop.time() - started
+            async with self.pool.acquire() as conn:
+                carried = await repo.carried_timing_lines(conn, channel, business_date)
+            carried_keys = [(c["statement_id"], c["line_number"]) for c in carried]
             inputs = {
                 "files": [{"file_id": f["file_id"], "sha256": f["sha256"]} for f in files],
                 "records_sha256": records.sha256,
                 "records_bytes": records.size_bytes,
+                "carried_lines": [f"{sid}:{n}" for sid, n in carried_keys],
             }
             identity = hashlib.sha256(
-                json.dumps([inputs["files"], records.sha256, rules.version()]).encode()
+                json.dumps(
+                    [inputs["files"], records.sha256, inputs["carried_lines"], rules.version()]
+                ).encode()
             ).hexdigest()
             async with self.pool.acquire() as conn:
                 current = await repo.current_run(conn, channel, business_date)
@@ -379,8 +385,13 @@ class ReconService:
             )
             try:
                 engine = Engine(con)
+                engine.carry(carried_keys)
+                lines_sql = columnar.lines_sql([Path(f["lines_path"]) for f in files])
+                carried_sql = columnar.carried_lines_sql([Path(c["lines_path"]) for c in carried])
+                if carried_sql is not None:
+                    lines_sql = f"{lines_sql} UNION ALL {carried_sql}"
                 match_inputs = MatchInputs(
-                    lines_sql=columnar.lines_sql([Path(f["lines_path"]) for f in files]),
+                    lines_sql=lines_sql,
                     records_sql=columnar.records_ndjson_sql(records.path),
                     business_date=business_date,
                     rules=rules,
@@ -576,13 +587,17 @@ class ReconService:
             day = now.date() - timedelta(days=1)
             if now < rules.cutoff_at(day):
                 day -= timedelta(days=1)
+            cause = f"statement_missing:{channel}:{day.isoformat()}"
             async with self.pool.acquire() as conn, conn.transaction():
-                if await repo.has_statement(conn, channel, day):
+                # Raised once per missing day: the loop checks every scan, which is not a repeat.
+                if await repo.has_statement(conn, channel, day) or await repo.alert_cause_seen(
+                    conn, cause
+                ):
                     continue
                 await self._alert(
                     conn,
                     "statement_missing",
-                    cause=f"statement_missing:{channel}:{day.isoformat()}",
+                    cause=cause,
                     channel=channel,
                     business_date=day,
                     context={"cutoff": rules.cutoff},

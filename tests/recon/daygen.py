@@ -41,7 +41,7 @@ def rules_for(channel: str) -> ChannelRules:
     return ChannelRules(
         channel=channel,
         window_days=2,
-        one_to_many_group_by=("currency", "created_date", "channel_id"),
+        one_to_many_group_by=("currency", "record_date", "channel_id"),
     )
 
 
@@ -196,6 +196,7 @@ def generate(
         direction = fields["direction"]
         amount = fields["amount_minor"]
         net += amount if direction is Direction.CREDIT else -amount
+        net -= fields["fee_minor"]  # the bank books the fee in the balance
         st_lines.append(
             StatementLine(
                 channel=channel,
@@ -234,3 +235,73 @@ def generate(
         )
     )
     return day
+
+
+def statement_csv(st: Statement) -> bytes:
+    """The statement as CSV in the parsers' default mapping. Line n of ``st`` lands on
+    physical line n + 2 (header, then the opening row)."""
+    import csv
+    import io
+
+    def money(minor: int) -> str:
+        sign = "-" if minor < 0 else ""
+        return f"{sign}{abs(minor) // 100}.{abs(minor) % 100:02d}"
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "type",
+            "date",
+            "value_date",
+            "amount",
+            "direction",
+            "currency",
+            "reference",
+            "bank_reference",
+            "fee",
+            "counterparty",
+            "account",
+            "statement_id",
+            "sequence",
+        ]
+    )
+    seq = "" if st.sequence_number is None else str(st.sequence_number)
+    ident = [st.account, st.statement_id, seq]
+
+    def balance(kind: str, b: Balance | None) -> list[str]:
+        assert b is not None
+        return [
+            kind,
+            b.date.isoformat(),
+            "",
+            money(b.amount_minor),
+            "",
+            b.currency,
+            "",
+            "",
+            "",
+            "",
+            *ident,
+        ]
+
+    rows = [balance("opening", st.opening)]
+    for ln in sorted(st.lines, key=lambda x: x.line_number):
+        rows.append(
+            [
+                "txn",
+                ln.booking_date.isoformat(),
+                ln.value_date.isoformat(),
+                money(ln.amount_minor),
+                ln.direction.value,
+                ln.currency,
+                ln.our_reference or "",
+                ln.bank_reference or "",
+                money(ln.fee_minor),
+                ln.counterparty or "",
+                *ident,
+            ]
+        )
+    rows.append(balance("closing", st.closing))
+    writer.writerows(rows)
+    return out.getvalue().encode()

@@ -46,6 +46,7 @@ RECORD_JSON_TYPES = {
     "created_at": "TIMESTAMPTZ",
     "resolved_at": "TIMESTAMPTZ",
     "bank_reference": "VARCHAR",
+    "executed_at": "TIMESTAMPTZ",
     # The router's export names the submission time sent_at; either is accepted.
     "sent_at": "TIMESTAMPTZ",
 }
@@ -93,6 +94,17 @@ def lines_sql(paths: list[Path]) -> str:
         return f"SELECT {cols} WHERE false"
     files = ", ".join(quote(str(p)) for p in paths)
     return f"SELECT {', '.join(LINE_COLUMNS)} FROM read_parquet([{files}])"
+
+
+def carried_lines_sql(paths: list[Path]) -> str | None:
+    """Lines of earlier files named in the engine's ``carried_keys`` table."""
+    if not paths:
+        return None
+    files = ", ".join(quote(str(p)) for p in sorted(set(paths)))
+    return (
+        f"SELECT {', '.join(LINE_COLUMNS)} FROM read_parquet([{files}])"
+        " WHERE (statement_id, line_number) IN (SELECT statement_id, line_number FROM carried_keys)"
+    )
 
 
 def _duck(polars_type: Any) -> str:

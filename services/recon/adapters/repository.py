@@ -237,7 +237,7 @@ BREAK_COLUMNS = (
     "fee_minor",
     "expected_fee_minor",
     "value_date",
-    "created_date",
+    "record_date",
     "detail",
 )
 
@@ -425,3 +425,31 @@ async def list_breaks(
 
 async def channels_with_files(conn: Conn) -> list[str]:
     return [r["channel"] for r in await conn.fetch("SELECT DISTINCT channel FROM recon_files")]
+
+
+async def alert_cause_seen(conn: Conn, cause: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM recon_alerts WHERE cause = $1)", cause)
+    )
+
+
+async def carried_timing_lines(
+    conn: Conn, channel: str, business_date: date
+) -> list[asyncpg.Record]:
+    """Bank lines of earlier days whose timing break is still open (value date ahead of the
+    statement): carried into the next run, where they match or break for good."""
+    return list(
+        await conn.fetch(
+            """SELECT DISTINCT b.statement_id, b.line_number, f.lines_path
+               FROM recon_breaks b JOIN recon_runs r USING (run_id)
+               JOIN recon_statements s ON s.statement_id = b.statement_id
+                                      AND s.channel = b.channel
+               JOIN recon_files f ON f.file_id = s.file_id AND f.status = 'accepted'
+               WHERE b.channel = $1 AND b.business_date < $2 AND b.code = 'timing'
+                 AND b.status = 'open' AND b.statement_id IS NOT NULL
+                 AND r.superseded_by IS NULL
+               ORDER BY b.statement_id, b.line_number""",
+            channel,
+            business_date,
+        )
+    )

@@ -3,7 +3,8 @@
 - every statement belongs to the channel it was dropped for;
 - one currency per account (lines, balances and every statement of the same account);
 - the channel accepts that currency (when its rules list currencies);
-- opening balance + credits - debits = closing balance (when both balances are present);
+- opening balance + credits - debits (- fees, when the channel books them in the balance, as
+  the bank simulator does) = closing balance (when both balances are present);
 - control totals: the line count and the sum of line amounts (absolute, minor units) match
   what the format declares (BAI2 and camt carry them);
 - sequence numbers: a gap against the last accepted statement is reported (an alert), not a
@@ -80,6 +81,8 @@ def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
         assert line.amount_minor > 0, "parsers give positive amounts; direction carries sign"
         total += line.amount_minor
         net += line.amount_minor if line.direction is Direction.CREDIT else -line.amount_minor
+        if rules.fees_in_balance:
+            net -= line.fee_minor  # a charge always leaves the account
     if st.opening is not None and st.closing is not None:
         expected = st.opening.amount_minor + net
         if expected != st.closing.amount_minor:

@@ -66,6 +66,7 @@ RECORD_COLUMNS = (
     "created_at",
     "resolved_at",
     "bank_reference",
+    "executed_at",
 )
 
 # Router attempt statuses folded into the four that matter here.
@@ -138,13 +139,23 @@ class Engine:
         self.load(inputs)
         return self.match(inputs, settled or [])
 
+    def carry(self, keys: list[tuple[str, int]]) -> None:
+        """Lines of earlier statements carried into this run (their timing break is open):
+        ``carried_lines_sql`` selects them from their files by these keys."""
+        self._x("CREATE OR REPLACE TEMP TABLE carried_keys (statement_id VARCHAR, line_number INT)")
+        if keys:
+            self._x(
+                """INSERT INTO carried_keys SELECT unnest(?::VARCHAR[]), unnest(?::INT[])""",
+                [[k[0] for k in keys], [k[1] for k in keys]],
+            )
+
     def earlier_attempt_ids(self) -> list[str]:
         """Records created before the business day: the only ones an earlier run may have
         settled, and the only ones that may carry a timing break from an earlier day."""
         return [
             row[0]
             for row in self._x(
-                "SELECT attempt_id FROM r WHERE created_date < ? ORDER BY attempt_id",
+                "SELECT attempt_id FROM r WHERE record_date < ? ORDER BY attempt_id",
                 [self._business_date],
             ).fetchall()
         ]
@@ -192,8 +203,8 @@ class Engine:
             SELECT attempt_id, payout_id, channel_id,
                    CAST(amount_minor AS BIGINT) AS amount_minor, currency,
                    CAST(fee_minor AS BIGINT) AS fee_minor, {_STATUS} AS status,
-                   CAST(CAST(created_at AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE)
-                       AS created_date,
+                   CAST(coalesce(CAST(executed_at AS TIMESTAMPTZ), CAST(created_at AS TIMESTAMPTZ))
+                        AT TIME ZONE 'UTC' AS DATE) AS record_date,
                    CAST(bank_reference AS VARCHAR) AS bank_reference,
                    false AS settled
             FROM ({inputs.records_sql}) src"""
@@ -273,7 +284,7 @@ class Engine:
 
     def _window(self, rules: ChannelRules) -> str:
         n = int(rules.window_days)
-        return f"l.value_date BETWEEN r.created_date AND r.created_date + INTERVAL {n} DAY"
+        return f"l.value_date BETWEEN r.record_date AND r.record_date + INTERVAL {n} DAY"
 
     def _pass_amount_date(self, rules: ChannelRules) -> None:
         self._x(
@@ -307,7 +318,7 @@ class Engine:
 
     def _pass_one_to_many(self, rules: ChannelRules) -> None:
         keys = [
-            {"currency": "currency", "created_date": "created_date", "channel_id": "channel_id"}[k]
+            {"currency": "currency", "record_date": "record_date", "channel_id": "channel_id"}[k]
             for k in rules.one_to_many_group_by
         ]
         group = ", ".join(keys) if keys else "currency"
@@ -316,7 +327,7 @@ class Engine:
             f"""CREATE OR REPLACE TEMP TABLE g AS
             SELECT row_number() OVER (ORDER BY min(attempt_id)) AS group_key,
                    any_value(currency) AS currency, sum(amount_minor) AS total_minor,
-                   min(created_date) AS first_date, max(created_date) AS last_date,
+                   min(record_date) AS first_date, max(record_date) AS last_date,
                    count(DISTINCT currency) AS currencies, list(attempt_id) AS members
             FROM {self._OPEN_RECORDS} r WHERE r.status <> 'failed'
             GROUP BY {group} HAVING count(*) >= 2"""
@@ -368,6 +379,7 @@ class Engine:
             SELECT p.line_key, p.attempt_id,
               CASE
                 WHEN r.status = 'failed' THEN 'status_mismatch'
+                WHEN l.value_date > DATE '{self._business_date.isoformat()}' THEN 'timing'
                 WHEN l.currency <> r.currency THEN 'amount_mismatch'
                 WHEN l.principal_minor = r.amount_minor THEN
                   CASE WHEN {check_fees} AND r.fee_minor IS NOT NULL
@@ -457,7 +469,7 @@ class Engine:
             SELECT r.attempt_id,
               CASE
                 WHEN r.status = 'failed' THEN 'agreed'
-                WHEN r.created_date + INTERVAL {n} DAY >= DATE '{d}' THEN 'timing'
+                WHEN r.record_date + INTERVAL {n} DAY >= DATE '{d}' THEN 'timing'
                 WHEN r.status = 'unknown' THEN 'resolved'
                 ELSE 'missing_at_bank'
               END AS verdict
@@ -583,7 +595,7 @@ class Engine:
                    CASE code {severity} END AS severity,
                    statement_id, line_number, attempt_id, payout_id, amount_minor,
                    expected_amount_minor, currency, fee_minor, expected_fee_minor,
-                   value_date, created_date, detail, raw
+                   value_date, record_date, detail, raw
             FROM ({self.BREAKS_SQL}) x"""
         )
         self._x(
@@ -603,7 +615,7 @@ class Engine:
                        r.amount_minor AS expected_amount_minor,
                        coalesce(l.currency, r.currency) AS currency,
                        l.fee_minor, r.fee_minor AS expected_fee_minor,
-                       l.value_date, r.created_date, b.detail, l.raw
+                       l.value_date, r.record_date, b.detail, l.raw
                     FROM b LEFT JOIN l USING (line_key) LEFT JOIN r USING (attempt_id)"""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 PASSES = ("our_reference", "bank_reference", "amount_date", "one_to_many", "fee_adjusted")
 FORMATS = ("auto", "csv", "mt940", "camt053", "camt054", "bai2")
-GROUP_KEYS = ("currency", "created_date", "channel_id")
+GROUP_KEYS = ("currency", "record_date", "channel_id")
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 _CUTOFF = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -39,8 +39,10 @@ class ChannelRules:
     amount_basis: str = "net"
     currencies: tuple[str, ...] = ()  # accepted currencies; empty = any
     passes: tuple[str, ...] = PASSES
-    one_to_many_group_by: tuple[str, ...] = ("currency", "created_date")
+    one_to_many_group_by: tuple[str, ...] = ("currency", "record_date")
     check_fees: bool = True
+    # The bank books each line's fee in the balance (closing = opening + lines - fees).
+    fees_in_balance: bool = True
     lookback_days: int = 7  # how far back the export reaches for carried and returned payouts
 
     def version(self) -> str:

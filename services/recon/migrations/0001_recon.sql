@@ -86,7 +86,7 @@ CREATE TABLE recon_breaks (
     fee_minor              bigint,
     expected_fee_minor     bigint,
     value_date             date,
-    created_date           date,
+    record_date           date,
     detail                 text,
     created_at             timestamptz NOT NULL DEFAULT now(),
     closed_at              timestamptz,

@@ -1,0 +1,96 @@
+"""The statement drop directory: ``<root>/<channel>/{inbox,processing,archive,quarantine}``.
+
+Rename convention (docs/RECONCILIATION.md): a producer writes ``<name>.part`` (or a dotfile)
+and renames it to its final name when complete; rename is atomic on one filesystem. As a
+second guard for producers that do not follow it, a file is taken only once its size and
+modification time are unchanged across two consecutive scans.
+
+A taken file is moved to ``processing/`` first (atomic rename), so two recon processes never
+both take it; after a crash, files found in ``processing/`` are taken again on start.
+Archived and quarantined files keep their name behind a short content hash, so two files
+with one name never overwrite each other; a quarantined file has ``<name>.reason.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.recon.domain.rules import valid_channel
+
+SUBDIRS = ("inbox", "processing", "archive", "quarantine")
+IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial")
+
+
+@dataclass
+class DropDir:
+    root: Path
+    # path -> (size, mtime_ns) seen at the previous scan
+    _seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def channels(self, configured: list[str]) -> list[str]:
+        found = set(configured)
+        if self.root.is_dir():
+            found.update(
+                p.name for p in self.root.iterdir() if p.is_dir() and valid_channel(p.name)
+            )
+        return sorted(found)
+
+    def ensure(self, channel: str) -> None:
+        for sub in SUBDIRS:
+            (self.root / channel / sub).mkdir(parents=True, exist_ok=True)
+
+    def stable_files(self, channel: str) -> list[Path]:
+        """Files in ``inbox/`` whose size and mtime did not change since the last scan."""
+        inbox = self.root / channel / "inbox"
+        ready: list[Path] = []
+        present: set[Path] = set()
+        for entry in sorted(inbox.iterdir()) if inbox.is_dir() else []:
+            name = entry.name
+            if name.startswith(".") or name.endswith(IN_PROGRESS_SUFFIXES):
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            if not entry.is_file():
+                continue
+            present.add(entry)
+            signature = (stat.st_size, stat.st_mtime_ns)
+            if self._seen.get(entry) == signature:
+                ready.append(entry)
+            self._seen[entry] = signature
+        for gone in [p for p in self._seen if p.parent == inbox and p not in present]:
+            del self._seen[gone]
+        return ready
+
+    def leftovers(self, channel: str) -> list[Path]:
+        """Files a crashed process had moved to ``processing/`` and never finished."""
+        processing = self.root / channel / "processing"
+        return sorted(p for p in processing.iterdir() if p.is_file()) if processing.is_dir() else []
+
+    def claim(self, path: Path) -> Path | None:
+        """Move a file from inbox to processing; None if another process took it first."""
+        target = self.root / path.parent.parent.name / "processing" / path.name
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+        self._seen.pop(path, None)
+        return target
+
+    def archive(self, path: Path, sha256: str, *, duplicate: bool = False) -> Path:
+        tag = "duplicate-" if duplicate else ""
+        target = path.parent.parent / "archive" / f"{tag}{sha256[:12]}-{path.name}"
+        os.replace(path, target)
+        return target
+
+    def quarantine(self, path: Path, sha256: str, reason: dict[str, Any]) -> Path:
+        target = path.parent.parent / "quarantine" / f"{sha256[:12]}-{path.name}"
+        note = target.with_name(target.name + ".reason.json")
+        note.write_text(json.dumps(reason, indent=2, sort_keys=True, default=str))
+        os.replace(path, target)
+        return target
