@@ -73,3 +73,7 @@ bench-recon: $(STAMP) ## reconciliation of 1M lines vs a bare DuckDB join
 .PHONY: clean
 clean: ## remove the virtualenv and run-time files
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-risk
+bench-risk: $(STAMP) ## risk evaluation p50/p99 with 200 rules vs a merchant API round trip
+	$(PY) bench/risk.py $(BENCH_ARGS)

@@ -177,13 +177,17 @@ class Counters:
         self.evicted_live_keys = 0  # keys dropped by a cap while still inside the horizon
 
     # --- reads (the evaluator) ---------------------------------------------------------
+    def series(self, scope: str, subject: Subject, currency: str) -> Series | None:
+        return self.velocity[scope].get(_velocity_key(scope, subject, currency))
+
     def velocity_since(
         self, scope: str, subject: Subject, currency: str, window_buckets: int
     ) -> tuple[int, int]:
-        series = self.velocity[scope].get(_velocity_key(scope, subject, currency))
+        """(count, amount) recorded in the window of ``window_buckets`` buckets ending with the
+        payout's own bucket: a payout at t counts while bucket(t) > bucket(now) - window."""
+        series = self.series(scope, subject, currency)
         if series is None:
             return 0, 0
-        # Window of W buckets ending with the payout's own bucket: (now - W, now].
         return series.since(subject.at_ms // self.bucket_ms - window_buckets + 1)
 
     def median_twice(self, merchant_id: str, currency: str) -> tuple[int, int]:

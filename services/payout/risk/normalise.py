@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 
+# Beneficiary names repeat across payouts; decomposing a non-ASCII name costs microseconds on
+# the hot path, a cache hit a tenth of one. Bounded, and the function is pure.
+@lru_cache(maxsize=65_536)
 def normalise_name(name: str) -> str:
     """Casefold, strip accents, collapse whitespace: ``" José  ÁLVAREZ "`` → ``"jose alvarez"``."""
     if name.isascii():
@@ -16,7 +20,7 @@ def normalise_name(name: str) -> str:
 
 def normalise_account(account: str) -> str:
     """IBANs and account numbers are written with spaces or dashes; compare without them."""
-    return "".join(ch for ch in account if ch not in " -\t").upper()
+    return account.replace(" ", "").replace("-", "").replace("\t", "").upper()
 
 
 def normalise_bank(bank_code: str) -> str:

@@ -45,6 +45,8 @@ class CompiledRule:
     currency: str | None
     # (field index, normalised values) of the exempting allowlist, if any.
     exempt: tuple[int, frozenset[str]] | None
+    # True when the rule has neither a currency filter nor an exemption (the common case).
+    unconditional: bool
 
     def fired(self, detail: str, reason_code: str | None = None) -> FiredRule:
         return FiredRule(
@@ -71,12 +73,11 @@ class VelocityRule(CompiledRule):
 
 @dataclass(frozen=True, slots=True)
 class VelocityGroup:
-    """Rules reading the same counter: one read per group per evaluation."""
+    """Rules reading the same counter series: one lookup per group, one search per window."""
 
     scope: str
-    window_buckets: int
     series_currency: str  # a currency code, or "*" for the all-currency count
-    rules: tuple[VelocityRule, ...]
+    windows: tuple[tuple[int, tuple[VelocityRule, ...]], ...]  # (window in buckets, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
     compiled: list[CompiledRule] = []
     blocked: tuple[dict[str, list[ListRule]], ...] = ({}, {}, {})
     allowlists: list[ListRule] = []
-    velocity: dict[tuple[str, int, str], list[VelocityRule]] = {}
+    velocity: dict[tuple[str, str], dict[int, list[VelocityRule]]] = {}
     anomaly: list[AnomalyRule] = []
     cooldown: list[CooldownRule] = []
     time: dict[str, list[TimeRule]] = {}
@@ -199,6 +200,7 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
             "severity": SEVERITY[r.outcome],
             "currency": r.currency,
             "exempt": allowlist_values[r.exempt_allowlist] if r.exempt_allowlist else None,
+            "unconditional": r.currency is None and r.exempt_allowlist is None,
         }
         if isinstance(r, d.BlocklistRule | d.AllowlistRule):
             kind = "blocklist" if isinstance(r, d.BlocklistRule) else "allowlist"
@@ -225,8 +227,8 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
                 **base,
             )
             compiled.append(vr)
-            key = (r.scope, r.window_s * 1000 // limits.bucket_ms, r.currency or ALL_CURRENCIES)
-            velocity.setdefault(key, []).append(vr)
+            windows = velocity.setdefault((r.scope, r.currency or ALL_CURRENCIES), {})
+            windows.setdefault(r.window_s * 1000 // limits.bucket_ms, []).append(vr)
         elif isinstance(r, d.AmountAnomalyRule):
             num, den = d.parse_multiple(r.multiple)
             ar = AnomalyRule(
@@ -272,8 +274,12 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
         blocked=tuple(MappingProxyType({k: tuple(v) for k, v in m.items()}) for m in blocked),
         allowlists=tuple(allowlists),
         velocity=tuple(
-            VelocityGroup(scope=s, window_buckets=w, series_currency=c, rules=tuple(v))
-            for (s, w, c), v in velocity.items()
+            VelocityGroup(
+                scope=scope,
+                series_currency=currency,
+                windows=tuple((w, tuple(rs)) for w, rs in sorted(windows.items())),
+            )
+            for (scope, currency), windows in velocity.items()
         ),
         anomaly=tuple(anomaly),
         cooldown=tuple(cooldown),
