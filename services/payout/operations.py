@@ -552,8 +552,8 @@ async def resend_delivery(ctx: Context, delivery_id: str) -> dict[str, Any]:
     now = now_utc()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2,
-                   give_up_at = $2 + make_interval(secs => $3)
+            """UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2::timestamptz,
+                   give_up_at = $2::timestamptz + make_interval(secs => $3)
                WHERE id = $1 RETURNING *""",
             delivery_id,
             now,

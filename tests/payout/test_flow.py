@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
 from tests.payout.conftest import Harness, payout_body
 from tests.support.waiting import wait_until
 
@@ -27,3 +31,149 @@ async def test_happy_path_holds_then_posts_amount_and_fee_and_ends_paid(harness:
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert [h["status"] for h in body["status_history"]] == ["processing", "paid"]
     assert body["channel"] == "ch_fake"
+
+
+async def test_twenty_concurrent_duplicates_make_one_payout_one_hold_one_submission(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant(funds=1_000_000)
+    body = payout_body(amount=5_000)
+    results = await asyncio.gather(*(merchant.post_payout(body, key="dup-key") for _ in range(20)))
+    statuses = sorted(status for status, _, _ in results)
+    assert set(statuses) <= {201, 409}, statuses
+    created = [r for r in results if r[0] == 201]
+    assert created, statuses
+    assert len({p["id"] for _, p, _ in created}) == 1
+    assert sum(1 for _, _, h in created if h.get("Idempotent-Replayed") != "true") == 1
+    assert all(p["code"] == "idempotency_in_flight" for s, p, _ in results if s == 409)
+    payout_id = created[0][1]["id"]
+    assert await harness.fetchval("SELECT count(*) FROM payouts") == 1
+    await wait_until(
+        lambda: _is(merchant.status_of(payout_id), "paid"), timeout_s=10, message="paid"
+    )
+    assert harness.ledger.calls["try"] == 1
+    assert harness.router.submissions[payout_id] == 1
+    status, replay, headers = await merchant.post_payout(body, key="dup-key")
+    assert status == 201 and headers.get("Idempotent-Replayed") == "true"
+    assert replay == created[0][1]
+
+
+async def test_idempotency_key_with_other_body_is_422_and_missing_key_is_400(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant()
+    status, first, _ = await merchant.post_payout(payout_body(amount=100), key="k1")
+    assert status == 201
+    status, problem, _ = await merchant.post_payout(payout_body(amount=101), key="k1")
+    assert status == 422 and problem["code"] == "idempotency_key_reused"
+    resp = await harness.client.post("/v1/payouts", json=payout_body(), headers=merchant.headers)
+    assert resp.status == 400 and (await resp.json())["code"] == "idempotency_key_missing"
+    assert await harness.fetchval("SELECT count(*) FROM payouts") == 1
+
+
+async def test_idempotency_keys_are_scoped_per_merchant(harness: Harness) -> None:
+    alice = await harness.merchant()
+    bob = await harness.merchant()
+    body = payout_body(amount=700, reference="same-ref")
+    status_a, payout_a, _ = await alice.post_payout(body, key="shared-key")
+    status_b, payout_b, headers_b = await bob.post_payout(body, key="shared-key")
+    assert status_a == 201 and status_b == 201
+    assert payout_a["id"] != payout_b["id"]
+    assert headers_b.get("Idempotent-Replayed") is None
+    # Neither can read the other's payout: another merchant's id is simply not found.
+    status, problem = await bob.get(f"/v1/payouts/{payout_a['id']}")
+    assert status == 404 and problem["code"] == "payout_not_found"
+    status, problem = await bob.post(f"/v1/payouts/{payout_a['id']}/cancel")
+    assert status == 404
+    _, listing = await bob.get("/v1/payouts?limit=100")
+    assert [p["id"] for p in listing["data"]] == [payout_b["id"]]
+
+
+async def test_insufficient_funds_fails_at_once_and_holds_nothing(harness: Harness) -> None:
+    merchant = await harness.merchant(funds=1_000)
+    status, payout, _ = await merchant.post_payout(payout_body(amount=5_000))
+    assert status == 201
+    assert payout["status"] == "failed"
+    assert payout["failure_code"] == "insufficient_funds"
+    assert harness.ledger.held() == 0
+    # The router's quota branch was never tried, and its cancel left a tombstone.
+    assert all(state == "cancelled" for state in harness.router.quota.values())
+    assert harness.router.submissions[payout["id"]] == 0
+    assert await harness.fetchval("SELECT state FROM global_tx") == "cancelled"
+
+
+async def test_beneficiary_error_fails_the_payout_and_releases_both_holds(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000001"))
+    await wait_until(
+        lambda: _is(merchant.status_of(payout["id"]), "failed"), timeout_s=10, message="failed"
+    )
+    _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
+    assert body["failure_code"] == "invalid_account"
+    assert harness.ledger.held() == 0
+    assert harness.ledger.accounts[f"{merchant.id}.EUR"].debits_posted == 0
+    assert set(harness.router.quota.values()) == {"cancelled"}
+
+
+async def test_unknown_outcome_stays_processing_until_an_inquiry_resolves_it(
+    make_harness: Any,
+) -> None:
+    harness: Harness = await make_harness()
+    harness.router.inquiries_needed = 2
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000002"))
+    await wait_until(
+        lambda: _is(harness.fetchval("SELECT state FROM global_tx"), "awaiting"),
+        timeout_s=10,
+        message="awaiting",
+    )
+    assert await merchant.status_of(payout["id"]) == "processing"
+    assert harness.ledger.held() > 0  # the money may have left: nothing is released
+    await wait_until(
+        lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=15, message="paid"
+    )
+    assert harness.router.inquiries[payout["id"]] == 2
+    assert harness.router.submissions[payout["id"]] == 1
+    assert harness.ledger.held() == 0
+
+
+async def test_unresolved_past_the_window_goes_to_manual_review_then_operator_marks_paid(
+    make_harness: Any,
+) -> None:
+    harness: Harness = await make_harness(PAYOUT_RESOLUTION_WINDOW_S="1")
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000004"))
+    await wait_until(
+        lambda: _is(merchant.status_of(payout["id"]), "manual_review"),
+        timeout_s=15,
+        message="manual review",
+    )
+    assert harness.ledger.held() > 0
+    alerts = await harness.fetch("SELECT code FROM alerts")
+    assert [a["code"] for a in alerts] == ["payout_outcome_unresolved"]
+    status, queue = await harness.admin("GET", "/admin/payouts?status=manual_review")
+    assert status == 200 and [p["id"] for p in queue["data"]] == [payout["id"]]
+    status, paid = await harness.admin(
+        "POST",
+        f"/admin/payouts/{payout['id']}/mark_paid",
+        {"evidence": "statement line 7, bank ref NB123"},
+    )
+    assert status == 200, paid
+    await wait_until(
+        lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=10, message="paid"
+    )
+    assert harness.ledger.held() == 0
+    _, audit = await harness.admin("GET", f"/admin/payouts/{payout['id']}/audit")
+    assert [r["action"] for r in audit["data"]] == ["payout_marked_paid"]
+    assert audit["data"][0]["detail"]["evidence"].startswith("statement line 7")
+    # The decision never flips: marking it failed now is refused.
+    status, problem = await harness.admin(
+        "POST", f"/admin/payouts/{payout['id']}/mark_failed", {"reason": "changed my mind"}
+    )
+    assert status == 409 and problem["code"] == "payout_not_in_review"
+
+
+async def _is(awaitable: Awaitable[Any], expected: Any) -> bool:
+    return (await awaitable) == expected

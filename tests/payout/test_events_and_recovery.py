@@ -1,0 +1,287 @@
+"""Events in and out: webhooks with signatures and retries, outcomes from the broker, and the
+recovery loop after crashes and flaky participants."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from contracts.webhooks import SIGNATURE_HEADER, WebhookSignatureError, sign, verify
+from contracts.wire import Envelope
+from services.kit.amqp import Broker
+from tests.payout.conftest import Harness, payout_body
+from tests.support import infra
+from tests.support.waiting import wait_until
+
+
+async def _is(awaitable: Awaitable[Any], expected: Any) -> bool:
+    return (await awaitable) == expected
+
+
+class Receiver:
+    """A merchant's webhook endpoint that fails its first ``failures`` requests."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.requests: list[tuple[bytes, str]] = []
+        self.secret = ""
+        self.verified: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((body, request.headers.get(SIGNATURE_HEADER, "")))
+        if len(self.requests) <= self.failures:
+            return web.Response(status=500)
+        verify(self.secret, body, request.headers.get(SIGNATURE_HEADER))
+        self.verified.append(__import__("json").loads(body))
+        return web.Response(status=204)
+
+
+async def _serve_receiver(receiver: Receiver) -> TestServer:
+    app = web.Application()
+    app.router.add_post("/hooks", receiver.handle)
+    server = TestServer(app)
+    await server.start_server()
+    return server
+
+
+def test_signature_helper_accepts_only_the_exact_body_secret_and_fresh_timestamp() -> None:
+    body = b'{"id":"evt_1"}'
+    header = sign("whsec_abc", body, timestamp=1_700_000_000)
+    assert verify("whsec_abc", body, header, now=1_700_000_100) == 1_700_000_000
+    for secret, payload, hdr, now in [
+        ("whsec_other", body, header, 1_700_000_100),
+        ("whsec_abc", body + b" ", header, 1_700_000_100),
+        ("whsec_abc", body, header, 1_700_001_000),  # too old: a replay
+        ("whsec_abc", body, "t=1700000000", 1_700_000_100),
+        ("whsec_abc", body, None, 1_700_000_100),
+        ("whsec_abc", body, "garbage", 1_700_000_100),
+    ]:
+        try:
+            verify(secret, payload, hdr, now=now)
+        except WebhookSignatureError:
+            continue
+        raise AssertionError(f"accepted a bad signature: {secret} {payload!r} {hdr}")
+
+
+async def test_webhooks_are_signed_retried_after_three_failures_and_every_attempt_recorded(
+    harness: Harness,
+) -> None:
+    receiver = Receiver(failures=3)
+    server = await _serve_receiver(receiver)
+    try:
+        merchant = await harness.merchant()
+        status, endpoint = await merchant.post(
+            "/v1/webhook_endpoints",
+            {"url": str(server.make_url("/hooks")), "event_types": ["payout.paid"]},
+        )
+        assert status == 201 and endpoint["secret"].startswith("whsec_")
+        receiver.secret = endpoint["secret"]
+        _, listed = await merchant.get("/v1/webhook_endpoints")
+        assert listed["data"][0]["secret"] is None  # the secret is shown once only
+        _, payout, _ = await merchant.post_payout(payout_body())
+        await wait_until(lambda: _is(_len(receiver.verified), 1), timeout_s=15, message="hook")
+        event = receiver.verified[0]
+        assert event["type"] == "payout.paid" and event["data"]["object"]["id"] == payout["id"]
+        assert len(receiver.requests) == 4
+        assert event["data"]["object"]["beneficiary"]["account_number"].endswith("3000")
+        assert "0532013000" not in receiver.requests[-1][0].decode()
+        attempts = await harness.fetch(
+            "SELECT attempt_no, status_code FROM webhook_attempts ORDER BY attempt_no"
+        )
+        assert [(a["attempt_no"], a["status_code"]) for a in attempts] == [
+            (1, 500),
+            (2, 500),
+            (3, 500),
+            (4, 204),
+        ]
+        assert await harness.fetchval("SELECT status FROM webhook_deliveries") == "delivered"
+    finally:
+        await server.close()
+
+
+async def _len(items: list[Any]) -> int:
+    return len(items)
+
+
+async def test_webhook_dead_letters_with_an_alert_after_the_window_and_can_be_resent(
+    make_harness: Any,
+) -> None:
+    harness: Harness = await make_harness(PAYOUT_WEBHOOK_RETRY_WINDOW_S="1")
+    receiver = Receiver(failures=1_000)
+    server = await _serve_receiver(receiver)
+    try:
+        merchant = await harness.merchant()
+        _, endpoint = await merchant.post(
+            "/v1/webhook_endpoints",
+            {"url": str(server.make_url("/hooks")), "event_types": ["*"]},
+        )
+        receiver.secret = endpoint["secret"]
+        await merchant.post_payout(payout_body())
+
+        async def dead() -> Any:
+            _, page = await harness.admin("GET", "/admin/webhook_deliveries?status=dead")
+            return page["data"] if len(page["data"]) >= 2 else None
+
+        dead_rows = await wait_until(dead, timeout_s=15, message="dead letters")
+        assert {d["event_type"] for d in dead_rows} == {"payout.created", "payout.paid"}
+        assert all(d["attempts"] >= 1 for d in dead_rows)
+        codes = [r["code"] for r in await harness.fetch("SELECT code FROM alerts")]
+        assert codes.count("webhook_dead_lettered") == 2
+        receiver.failures = 0
+        status, resent = await harness.admin(
+            "POST", f"/admin/webhook_deliveries/{dead_rows[0]['id']}/resend"
+        )
+        assert status == 200 and resent["status"] == "pending"
+        await wait_until(lambda: _is(_len(receiver.verified), 1), timeout_s=10, message="resent")
+    finally:
+        await server.close()
+
+
+async def _publish(harness: Harness, event_type: str, data: dict[str, Any]) -> Envelope:
+    broker = Broker(infra.amqp_url(), harness.settings.amqp_prefix)
+    await broker.connect()
+    try:
+        envelope = Envelope(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            occurred_at=datetime.now(UTC),
+            producer="test",
+            correlation_id=None,
+            causation_id=None,
+            aggregate_id=data["payout_id"],
+            aggregate_version=1,
+            data=data,
+        )
+        await broker.publish(envelope)
+        await broker.publish(envelope)  # at-least-once: a duplicate must have no effect
+        return envelope
+    finally:
+        await broker.close()
+
+
+async def test_attempt_resolved_event_settles_a_submitted_payout_once(harness: Harness) -> None:
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000003"))
+    await wait_until(
+        lambda: _is(merchant.status_of(payout["id"]), "submitted"), message="submitted"
+    )
+    await _publish(
+        harness,
+        "attempt.resolved",
+        {
+            "payout_id": payout["id"],
+            "attempt_id": f"att_{payout['id']}",
+            "channel_id": "ch_fake",
+            "bank": "fakebank",
+            "status": "succeeded",
+        },
+    )
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), message="paid")
+    await wait_until(
+        lambda: _is(
+            harness.fetchval(
+                "SELECT count(*) FROM inbox WHERE consumer = $1", "payout.attempt_outcomes"
+            ),
+            1,
+        ),
+        message="inbox",
+    )
+    assert harness.ledger.calls["confirm"] == 1
+    _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
+    assert [h["status"] for h in body["status_history"]] == ["processing", "submitted", "paid"]
+
+
+async def test_a_return_from_reconciliation_reverses_the_amount_and_marks_returned(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant(funds=50_000, fees={"fixed": 100, "bps": 0})
+    _, payout, _ = await merchant.post_payout(payout_body(amount=10_000))
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), message="paid")
+    await _publish(
+        harness,
+        "recon.payout_resolved",
+        {
+            "payout_id": payout["id"],
+            "attempt_id": f"att_{payout['id']}",
+            "outcome": "returned",
+            "amount_minor": 10_000,
+            "currency": "EUR",
+            "statement_id": "stm_1",
+            "line_number": 3,
+        },
+    )
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "returned"), message="returned")
+    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
+    assert account.available == 50_000 - 100  # the amount came back, the fee stays
+    assert harness.ledger.calls["transfer"] >= 1
+    assert list(harness.ledger.transfers).count(f"ret_{payout['id']}") == 1
+
+
+async def test_recovery_finishes_a_transaction_whose_worker_died_mid_try(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant()
+    harness.ledger.fail_next = 1_000  # the first worker cannot get its hold through
+    status, payout, _ = await merchant.post_payout(payout_body())
+    assert status == 201 and payout["status"] == "processing"
+    # Simulate the crash: the row is leased by a worker that no longer exists.
+    conn = await asyncpg.connect(harness.dsn)
+    try:
+        await conn.execute(
+            "UPDATE global_tx SET lease_owner = 'payout-dead', epoch = epoch + 1,"
+            " lease_until = now() + interval '1 second', next_attempt_at = now()"
+        )
+    finally:
+        await conn.close()
+    harness.ledger.fail_next = 0
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=10)
+    tx = await harness.fetch("SELECT state, epoch, decision FROM global_tx")
+    assert tx[0]["state"] == "confirmed" and tx[0]["decision"] == "confirm"
+    assert tx[0]["epoch"] >= 3  # reclaimed after the dead worker's lease expired
+    assert harness.ledger.held() == 0
+
+
+async def test_a_try_stuck_beyond_the_timeout_is_cancelled_and_the_payout_fails(
+    make_harness: Any,
+) -> None:
+    harness: Harness = await make_harness(PAYOUT_TRY_TIMEOUT_S="1")
+    merchant = await harness.merchant()
+    harness.ledger.fail_next = 10**9  # the ledger never answers a try
+    _, payout, _ = await merchant.post_payout(payout_body())
+    conn = await asyncpg.connect(harness.dsn)
+    try:
+        await conn.execute(
+            "UPDATE global_tx SET created_at = $1", datetime.now(UTC) - timedelta(seconds=5)
+        )
+    finally:
+        await conn.close()
+    harness.ledger.fail_next = 0
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "failed"), timeout_s=10)
+    _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
+    assert body["failure_code"] == "try_timeout"
+    assert harness.ledger.held() == 0
+    assert harness.router.submissions[payout["id"]] == 0
+
+
+async def test_the_decision_cannot_flip_even_by_a_direct_update(harness: Harness) -> None:
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body())
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), message="paid")
+    conn = await asyncpg.connect(harness.dsn)
+    try:
+        try:
+            await conn.execute("UPDATE global_tx SET decision = 'cancel'")
+        except asyncpg.RaiseError as exc:
+            assert "cannot change" in str(exc)
+        else:
+            raise AssertionError("the decision changed")
+    finally:
+        await conn.close()
