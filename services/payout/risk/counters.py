@@ -19,7 +19,11 @@ from datetime import UTC, datetime
 
 from services.payout.risk.limits import RiskLimits
 from services.payout.risk.model import PayoutFacts
-from services.payout.risk.normalise import normalise_account, normalise_bank, normalise_name
+from services.payout.risk.normalise import (
+    normalise_account,
+    normalise_bank,
+    normalise_name_cached,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ALL = "*"
@@ -52,7 +56,7 @@ class Subject:
             currency=facts.currency,
             amount_minor=facts.amount_minor,
             at_ms=epoch_ms(facts.created_at),
-            keys=(account, bank, normalise_name(facts.beneficiary_name)),
+            keys=(account, bank, normalise_name_cached(facts.beneficiary_name)),
             beneficiary=f"{bank}\x1f{account}",
         )
 
