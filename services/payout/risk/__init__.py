@@ -5,6 +5,12 @@ them with ``compile_ruleset``, holds an ``Engine``, calls ``evaluate`` before an
 ``record`` after acceptance, and ``install``s newly published versions.
 """
 
+from services.payout.risk.alerts import (
+    LISTED_BENEFICIARY_BLOCKED,
+    REVIEW_BURST,
+    ReviewBurstPolicy,
+    RiskAlert,
+)
 from services.payout.risk.document import Problem, RuleSetInvalid
 from services.payout.risk.dryrun import Change, DryRunReport, dry_run
 from services.payout.risk.engine import Engine, StaleRuleSet
@@ -21,6 +27,8 @@ from services.payout.risk.ruleset import RuleSet, compile_ruleset
 
 __all__ = [
     "FAILURE_CODE_BLOCKED",
+    "LISTED_BENEFICIARY_BLOCKED",
+    "REVIEW_BURST",
     "Change",
     "Decision",
     "DryRunReport",
@@ -30,6 +38,8 @@ __all__ = [
     "Outcome",
     "PayoutFacts",
     "Problem",
+    "ReviewBurstPolicy",
+    "RiskAlert",
     "RiskLimits",
     "RuleSet",
     "RuleSetInvalid",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from services.payout.risk.alerts import AlertDetector, ReviewBurstPolicy, RiskAlert
 from services.payout.risk.counters import Counters, Subject
 from services.payout.risk.evaluate import evaluate_subject
 from services.payout.risk.limits import RiskLimits
@@ -23,11 +24,18 @@ class StaleRuleSet(ValueError):
 
 
 class Engine:
-    def __init__(self, ruleset: RuleSet, *, limits: RiskLimits | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        *,
+        limits: RiskLimits | None = None,
+        review_burst: ReviewBurstPolicy | None = None,
+    ) -> None:
         self.limits = limits or ruleset.limits
         self._check_limits(ruleset)
         self._current = ruleset
         self._counters = Counters(self.limits)
+        self._alerts = AlertDetector(review_burst or ReviewBurstPolicy())
         self._counters_lock = threading.Lock()
         self._install_lock = threading.Lock()
 
@@ -70,6 +78,12 @@ class Engine:
         subject = Subject.of(facts)
         with self._counters_lock:
             self._counters.record(subject)
+
+    def observe(self, facts: PayoutFacts, decision: Decision) -> list[RiskAlert]:
+        """Alerts due for a decision once it is committed (a listed beneficiary blocked, a burst
+        of reviews for one merchant). Call once per judged payout, blocked ones included."""
+        with self._counters_lock:
+            return self._alerts.observe(facts, decision)
 
     def warm(self, payouts: Iterable[PayoutFacts]) -> int:
         """Record recent accepted payouts, oldest first (e.g. streamed at start-up)."""
