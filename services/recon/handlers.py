@@ -135,6 +135,10 @@ class ReconService:
             return await self._quarantine(channel, filename, data, sha256, source, failure, now)
         day = checks.business_date(statements)
         file_id = new_id("fil")
+        # Every channel with statements has a drop directory, so the intake loop retries its
+        # runs even when its files come by upload.
+        for sub in ("inbox", "processing", "archive", "quarantine"):
+            (self.settings.drop_dir / channel / sub).mkdir(parents=True, exist_ok=True)
         lines_path = self.settings.data_dir / "lines" / channel / f"{sha256}.parquet"
         if progress:
             progress("store")
@@ -554,11 +558,13 @@ class ReconService:
             report_path=str(report_dir),
         )
 
-    async def run_due(self, *, now: datetime | None = None, limit: int = 10) -> int:
+    async def run_due(
+        self, channels: list[str], *, now: datetime | None = None, limit: int = 10
+    ) -> int:
         """Reconcile the days whose statements arrived (or whose last try failed)."""
         now = now or datetime.now(UTC)
         async with self.pool.acquire() as conn:
-            due = await repo.due_run_requests(conn, now, limit)
+            due = await repo.due_run_requests(conn, channels, now, limit)
         done = 0
         for request in due:
             channel, day = request["channel"], request["business_date"]

@@ -7,13 +7,38 @@ from typing import Any
 
 import yaml
 
+from services.recon.domain.lines import Statement
 from services.recon.domain.rules import RulesBook, RulesError, load_rules
+
+_SET_FIELDS = ("debit_values", "credit_values")
+
+
+def to_csv_mapping(raw: dict[str, Any] | None) -> Any:
+    """The channel's ``csv_mapping`` block as the CSV parser's ``CsvMapping``."""
+    if raw is None:
+        return None
+    from services.recon.parsers import CsvMapping
+
+    values = {k: frozenset(v) if k in _SET_FIELDS else v for k, v in raw.items()}
+    try:
+        return CsvMapping(**values)
+    except (TypeError, AssertionError) as exc:
+        raise RulesError(f"csv_mapping: {exc}") from None
 
 
 def default_parser() -> Any:
     from services.recon.parsers import parse
 
-    return parse
+    def parse_statement(
+        data: bytes,
+        *,
+        channel: str,
+        format: str = "auto",
+        csv_mapping: dict[str, Any] | None = None,
+    ) -> list[Statement]:
+        return parse(data, channel=channel, format=format, csv_mapping=to_csv_mapping(csv_mapping))
+
+    return parse_statement
 
 
 def load_rules_file(path: Path | None) -> RulesBook:
@@ -23,4 +48,7 @@ def load_rules_file(path: Path | None) -> RulesBook:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise RulesError(f"channels file {path}: {exc}") from None
-    return load_rules(document)
+    book = load_rules(document)
+    for rules in [book.defaults, *book.channels.values()]:
+        to_csv_mapping(rules.csv_mapping)  # refuse a bad mapping at start-up, not on first file
+    return book

@@ -88,11 +88,15 @@ async def request_run(conn: Conn, channel: str, business_date: date) -> None:
     )
 
 
-async def due_run_requests(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Record]:
+async def due_run_requests(
+    conn: Conn, channels: list[str], now: datetime, limit: int
+) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
             """SELECT channel, business_date, attempts FROM recon_run_requests
-               WHERE not_before <= $1 ORDER BY business_date, channel LIMIT $2""",
+               WHERE channel = ANY($1::text[]) AND not_before <= $2
+               ORDER BY business_date, channel LIMIT $3""",
+            channels,
             now,
             limit,
         )

@@ -1,5 +1,7 @@
 """File-level checks, run before any line is imported: a file that fails is quarantined whole.
 
+- a statement with an opening balance has a closing one, and the reverse (a truncated file
+  loses its end);
 - every statement belongs to the channel it was dropped for;
 - one currency per account (lines, balances and every statement of the same account);
 - the channel accepts that currency (when its rules list currencies);
@@ -50,6 +52,10 @@ def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
     sid = st.statement_id
     if not st.lines and st.closing is None:
         return CheckFailure("statement_empty", "a statement with neither lines nor balance", sid)
+    if (st.opening is None) != (st.closing is None):
+        # One balance without the other: the file was cut short (or its end was lost).
+        missing = "closing" if st.closing is None else "opening"
+        return CheckFailure("statement_incomplete", f"the statement has no {missing} balance", sid)
     if st.channel != rules.channel:
         return CheckFailure(
             "channel_mismatch", f"statement is for {st.channel}, not {rules.channel}", sid

@@ -23,7 +23,8 @@ log = get_logger(__name__)
 async def intake_once(service: ReconService, drop: DropDir, *, first: bool = False) -> int:
     """One scan: take stable files, reconcile due days, raise missing statements."""
     handled = 0
-    for channel in drop.channels(service.rules.configured()):
+    channels = drop.channels(service.rules.configured())
+    for channel in channels:
         drop.ensure(channel)
         paths = drop.leftovers(channel) if first else []
         for path in drop.stable_files(channel):
@@ -33,7 +34,7 @@ async def intake_once(service: ReconService, drop: DropDir, *, first: bool = Fal
         for path in paths:
             await _take(service, drop, channel, path)
             handled += 1
-    await service.run_due()
+    await service.run_due(channels)
     await service.check_cutoffs()
     return handled
 
