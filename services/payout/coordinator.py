@@ -231,7 +231,7 @@ class Coordinator:
                         "currency": currency,
                     }
                 )
-            return {"legs": legs}
+            return {"legs": legs, "timeout_s": self.settings.hold_timeout_s}
         return {
             "payout_id": tx["payout_id"],
             "merchant_id": tx["merchant_id"],

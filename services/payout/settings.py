@@ -45,6 +45,9 @@ class Settings(CommonSettings):
     retry_max_ms: int = 60_000
     inquiry_schedule_s: tuple[int, ...] = (30, 120, 600, 3600)
     resolution_window_s: int = 86_400
+    # Ledger holds outlive the resolution window so an expiry never undercuts a decision;
+    # an operator has until then to resolve a payout in manual_review.
+    hold_timeout_s: int = 7 * 86_400
     participant_timeout_ms: int = 10_000
     submission_timeout_ms: int = 60_000
     # Webhooks.
@@ -74,6 +77,16 @@ def _optional_limit(env: Env, name: str, default: int) -> int | None:
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    settings = _from_env(environ)
+    if settings.hold_timeout_s <= settings.resolution_window_s:
+        raise SettingsError(
+            "PAYOUT_HOLD_TIMEOUT_S must be longer than PAYOUT_RESOLUTION_WINDOW_S: a ledger hold"
+            " must outlive every payout that may still be resolved"
+        )
+    return settings
+
+
+def _from_env(environ: Mapping[str, str] | None) -> Settings:
     env = Env(environ)
     currencies = tuple(c.strip() for c in env.string("PAYOUT_CURRENCIES", "EUR,USD,GBP").split(","))
     if not currencies or any(len(c) != 3 or not c.isalpha() or not c.isupper() for c in currencies):
@@ -110,6 +123,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         resolution_window_s=env.integer(
             "PAYOUT_RESOLUTION_WINDOW_S", 86_400, min_value=1, max_value=30 * 86_400
+        ),
+        hold_timeout_s=env.integer(
+            "PAYOUT_HOLD_TIMEOUT_S", 7 * 86_400, min_value=60, max_value=30 * 86_400
         ),
         participant_timeout_ms=env.integer(
             "PAYOUT_PARTICIPANT_TIMEOUT_MS", 10_000, min_value=100, max_value=120_000

@@ -62,7 +62,7 @@ async def test_idempotency_key_with_other_body_is_422_and_missing_key_is_400(
     harness: Harness,
 ) -> None:
     merchant = await harness.merchant()
-    status, first, _ = await merchant.post_payout(payout_body(amount=100), key="k1")
+    status, _, _ = await merchant.post_payout(payout_body(amount=100), key="k1")
     assert status == 201
     status, problem, _ = await merchant.post_payout(payout_body(amount=101), key="k1")
     assert status == 422 and problem["code"] == "idempotency_key_reused"
