@@ -9,6 +9,7 @@ still serialises counter access so worker threads may call it too.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from services.payout.risk.alerts import AlertDetector, ReviewBurstPolicy, RiskAlert
@@ -36,6 +37,9 @@ class Engine:
         self._current = ruleset
         self._counters = Counters(self.limits)
         self._alerts = AlertDetector(review_burst or ReviewBurstPolicy())
+        # Ids recorded lately: the same payout may arrive twice (recorded locally after its
+        # commit, then again from the broker's payout.created stream, or redelivered).
+        self._recorded_ids: OrderedDict[str, None] = OrderedDict()
         self._counters_lock = threading.Lock()
         self._install_lock = threading.Lock()
 
@@ -73,11 +77,24 @@ class Engine:
         with self._counters_lock:
             return evaluate_subject(ruleset, self._counters, facts, subject)
 
-    def record(self, facts: PayoutFacts) -> None:
-        """Count an accepted payout (allowed or sent to review; never a blocked one)."""
+    def record(self, facts: PayoutFacts) -> bool:
+        """Count an accepted payout (allowed or sent to review; never a blocked one).
+
+        Idempotent by payout id over the last ``limits.recorded_ids_max`` payouts; returns
+        False for a repeat."""
         subject = Subject.of(facts)
         with self._counters_lock:
-            self._counters.record(subject)
+            return self._record(facts.payout_id, subject)
+
+    def _record(self, payout_id: str, subject: Subject) -> bool:
+        ids = self._recorded_ids
+        if payout_id in ids:
+            return False
+        ids[payout_id] = None
+        if len(ids) > self.limits.recorded_ids_max:
+            ids.popitem(last=False)
+        self._counters.record(subject)
+        return True
 
     def observe(self, facts: PayoutFacts, decision: Decision) -> list[RiskAlert]:
         """Alerts due for a decision once it is committed (a listed beneficiary blocked, a burst
@@ -86,7 +103,8 @@ class Engine:
             return self._alerts.observe(facts, decision)
 
     def warm(self, payouts: Iterable[PayoutFacts]) -> int:
-        """Record recent accepted payouts, oldest first (e.g. streamed at start-up)."""
+        """Record recent accepted payouts, oldest first (e.g. streamed at start-up); returns how
+        many were new."""
         n = 0
         last_ms = None
         for facts in payouts:
@@ -97,8 +115,7 @@ class Engine:
                 )
             last_ms = subject.at_ms
             with self._counters_lock:
-                self._counters.record(subject)
-            n += 1
+                n += self._record(facts.payout_id, subject)
         return n
 
     def stats(self) -> dict[str, int]:

@@ -29,6 +29,8 @@ class RiskLimits:
     # How long a (merchant, beneficiary) pair is remembered after its last payout, and how many.
     beneficiary_memory_s: int = 180 * 86_400
     beneficiary_keys_max: int = 2_000_000
+    # Payout ids remembered so that recording the same payout twice counts it once.
+    recorded_ids_max: int = 200_000
     # Rule-set document bounds.
     document_bytes_max: int = 8 * 1024 * 1024
     rules_max: int = 2_000

@@ -138,3 +138,13 @@ def test_the_same_input_always_gets_the_same_decision() -> None:
     engine = Engine(version_set(3))
     facts = payout(1)
     assert engine.evaluate(facts) == engine.evaluate(facts)
+
+
+def test_recording_the_same_payout_twice_counts_it_once() -> None:
+    engine = Engine(
+        ruleset(rule("v", "velocity", "review", scope="merchant", window_s=60, max_count=1))
+    )
+    assert engine.record(payout(1)) is True
+    assert engine.record(payout(1)) is False  # e.g. our own payout.created event coming back
+    assert engine.warm([payout(1), payout(2, seconds=1)]) == 1
+    assert engine.evaluate(payout(3, seconds=2)).fired[0].detail.startswith("3 payouts")
