@@ -308,10 +308,17 @@ def operations() -> list[Operation]:
 
 def document() -> dict[str, Any]:
     doc = build("Bank simulator", "1.0.0", operations())
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
     for path, item in doc["paths"].items():
         if path.startswith("/banks/"):
             for op in item.values():
                 op["security"] = [{"bankKey": []}]
+    # A refusal answers 422/503 with a TransferResult; bad input with the same statuses
+    # (validation_error, bank_unavailable) answers problem+json, so both are documented.
+    for status in ("422", "503"):
+        doc["paths"]["/banks/{bank}/transfers"]["post"]["responses"][status]["content"][
+            "application/problem+json"
+        ] = problem
     doc["components"].setdefault("securitySchemes", {})["bankKey"] = {
         "type": "apiKey",
         "in": "header",

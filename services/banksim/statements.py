@@ -98,6 +98,7 @@ class StatementWriter:
                     written.append(
                         await self._one(bank, currency, day, [], "eod", datetime.now(UTC))
                     )
+        log.info("bank_eod_checked", business_date=day.isoformat(), written=len(written))
         return written
 
     async def _one(
@@ -148,7 +149,11 @@ class StatementWriter:
             )
         try:
             injected = apply(
-                movements, [i for i in injections if i.kind != "returned_payout"], rng, day
+                movements,
+                [i for i in injections if i.kind != "returned_payout"],
+                rng,
+                day,
+                exclude=frozenset(r.reference for r in returns),
             )
         except DiscrepancyError as exc:
             raise ProblemError(

@@ -46,13 +46,19 @@ class Injected:
     closing_delta_minor: int
 
 
-def _pick(movements: list[Movement], used: set[int], rng: random.Random, inj: Injection) -> int:
+def _pick(
+    movements: list[Movement],
+    used: set[int],
+    rng: random.Random,
+    inj: Injection,
+    exclude: frozenset[str],
+) -> int:
     candidates = [
         i
         for i, m in enumerate(movements)
         if m.kind == "payout"
         and i not in used
-        and (inj.reference is None or m.reference == inj.reference)
+        and (m.reference == inj.reference if inj.reference else m.reference not in exclude)
     ]
     if not candidates:
         which = f" with reference {inj.reference!r}" if inj.reference else ""
@@ -63,9 +69,18 @@ def _pick(movements: list[Movement], used: set[int], rng: random.Random, inj: In
 
 
 def apply(
-    movements: list[Movement], injections: list[Injection], rng: random.Random, day: date
+    movements: list[Movement],
+    injections: list[Injection],
+    rng: random.Random,
+    day: date,
+    *,
+    exclude: frozenset[str] = frozenset(),
 ) -> Injected:
-    """Apply the file-only injections in order; indexes refer to the original movements."""
+    """Apply the file-only injections in order; indexes refer to the original movements.
+
+    A line is picked at random unless the injection names its reference; random picks avoid
+    ``exclude`` (references returned in the same file), so each answer names one clear break.
+    """
     out: list[Movement | None] = list(movements)
     extra_after: dict[int, list[Movement]] = {}
     appended: list[Movement] = []
@@ -76,12 +91,12 @@ def apply(
         assert inj.kind in EXPECTED_BREAK, inj.kind
         answer: dict[str, Any] = {"kind": inj.kind, "expected_break": EXPECTED_BREAK[inj.kind]}
         if inj.kind == "drop_line":
-            i = _pick(movements, used, rng, inj)
+            i = _pick(movements, used, rng, inj, exclude)
             m = movements[i]
             out[i] = None
             answer |= {"reference": m.reference, "amount_minor": m.amount_minor}
         elif inj.kind == "amount_changed":
-            i = _pick(movements, used, rng, inj)
+            i = _pick(movements, used, rng, inj, exclude)
             m = movements[i]
             delta = inj.amount_minor or rng.randint(1, max(1, m.amount_minor // 10))
             out[i] = replace(m, amount_minor=m.amount_minor + delta)
@@ -91,12 +106,12 @@ def apply(
                 "amount_minor": m.amount_minor + delta,
             }
         elif inj.kind == "duplicate_line":
-            i = _pick(movements, used, rng, inj)
+            i = _pick(movements, used, rng, inj, exclude)
             m = movements[i]
             extra_after.setdefault(i, []).append(m)
             answer |= {"reference": m.reference, "amount_minor": m.amount_minor}
         elif inj.kind == "value_date_next_day":
-            i = _pick(movements, used, rng, inj)
+            i = _pick(movements, used, rng, inj, exclude)
             m = movements[i]
             moved = m.value_date + timedelta(days=1)
             out[i] = replace(m, value_date=moved)
