@@ -19,7 +19,7 @@ def to_csv_mapping(raw: dict[str, Any] | None) -> Any:
         return None
     from services.recon.parsers import CsvMapping
 
-    values = {k: frozenset(v) if k in _SET_FIELDS else v for k, v in raw.items()}
+    values: dict[str, Any] = {k: frozenset(v) if k in _SET_FIELDS else v for k, v in raw.items()}
     try:
         return CsvMapping(**values)
     except (TypeError, AssertionError) as exc:
