@@ -23,7 +23,7 @@ SWIFT_X = re.compile(r"^[A-Za-z0-9/\-?:().,'+ _]*$")  # X set, plus "_" of our r
 class Line:
     reference: str
     signed_minor: int  # negative = debit
-    kind: str  # payout | fee | return | other
+    kind: str  # payout | return | other
     value_date: str
     fee_minor: int = 0
 
@@ -50,7 +50,7 @@ def to_minor(text: str, currency: str) -> int:
 
 def read_csv(content: bytes, currency: str) -> Read:
     rows = list(csv.DictReader(io.StringIO(content.decode("utf-8"))))
-    assert rows and rows[0]["record_type"] == "OPENING" and rows[-1]["record_type"] == "CLOSING"
+    assert rows and rows[0]["type"] == "opening" and rows[-1]["type"] == "closing"
 
     def signed(row: dict[str, str]) -> int:
         amount = to_minor(row["amount"], currency)
@@ -58,7 +58,7 @@ def read_csv(content: bytes, currency: str) -> Read:
 
     lines = []
     for row in rows[1:-1]:
-        assert row["record_type"] == "TXN" and row["currency"] == currency
+        assert row["type"] in ("payout", "return", "transfer") and row["currency"] == currency
         lines.append(
             Line(
                 reference=row["reference"],
@@ -118,13 +118,15 @@ def read_mt940(content: bytes, currency: str) -> Read:
         reference = m.group(7) if m.group(7) != "NONREF" else value61[1]
         assert reference == eref.group(1)
         amount = to_minor(m.group(5), currency)
-        kind = {"TRF": "payout", "CHG": "fee", "RTI": "return"}.get(m.group(6), "other")
+        kind = {"TRF": "payout", "RTI": "return"}.get(m.group(6), "other")
+        charges = re.search(rf"/CHGS/{currency}(\d+,\d*)", info)
         lines.append(
             Line(
                 reference=reference,
                 signed_minor=amount if m.group(3) == "C" else -amount,
                 kind=kind,
                 value_date=f"20{m.group(1)[:2]}-{m.group(1)[2:4]}-{m.group(1)[4:]}",
+                fee_minor=to_minor(charges.group(1), currency) if charges else 0,
             )
         )
     return Read(balance(fields[3][1][0]), balance(fields[-1][1][0]), lines, int(number.group(1)))
@@ -157,13 +159,23 @@ def read_camt053(content: bytes, currency: str) -> Read:
         assert ntry.find("c:Sts", ns).text == "BOOK"
         assert ntry.find("c:BookgDt/c:Dt", ns) is not None
         sub = ntry.find("c:BkTxCd/c:Domn/c:Fmly/c:SubFmlyCd", ns).text
+        charge = ntry.find("c:Chrgs/c:Amt", ns)
+        if charge is not None:
+            assert charge.get("Ccy") == currency
+            assert ntry.find("c:Chrgs/c:CdtDbtInd", ns).text == "DBIT"
+        tags = [child.tag.split("}")[1] for child in ntry]
+        assert tags.index("BkTxCd") < tags.index("NtryDtls")
+        assert "Chrgs" not in tags or tags.index("BkTxCd") < tags.index("Chrgs") < tags.index(
+            "NtryDtls"
+        )
         e2e = ntry.find("c:NtryDtls/c:TxDtls/c:Refs/c:EndToEndId", ns).text
         lines.append(
             Line(
                 reference=e2e,
                 signed_minor=amount(ntry),
-                kind={"CHRG": "fee", "RRTN": "return"}.get(sub, "payout"),
+                kind={"RRTN": "return"}.get(sub, "payout"),
                 value_date=ntry.find("c:ValDt/c:Dt", ns).text,
+                fee_minor=to_minor(charge.text, currency) if charge is not None else 0,
             )
         )
     summary = stmt.find("c:TxsSummry/c:TtlNtries", ns)

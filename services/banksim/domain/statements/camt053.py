@@ -7,10 +7,11 @@ the entries in the file, then one ``Ntry`` per booking: ``Amt Ccy``, ``CdtDbtInd
 BOOK, ``BookgDt``/``ValDt``, ``AcctSvcrRef``, ``BkTxCd`` and
 ``NtryDtls/TxDtls/Refs/EndToEndId`` = **our reference**.
 
-**Fees are their own entries**: a DBIT entry with bank transaction code PMNT/ICDT/CHRG whose
-EndToEndId is the payout's reference, right after the payout (PMNT/ICDT/ESCT for EUR, DMCT
-otherwise). A return is a CRDT entry PMNT/ICDT/RRTN whose EndToEndId is the original payout's
-reference, with ``RtrInf/Rsn/Cd``.
+Payouts are PMNT/ICDT/ESCT (EUR) or PMNT/ICDT/DMCT. **Fees are a field**: the payout's entry
+carries ``Chrgs/Amt`` (debit, borne by us), its ``Amt`` stays the principal, and the charge is
+booked in the balance: CLBD = OPBD + credits - debits - charges (``TxsSummry`` totals are over
+the entries' ``Amt``). A return is a CRDT entry PMNT/ICDT/RRTN whose EndToEndId is the
+original payout's reference, with ``RtrInf/Rsn/Cd``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def _entry(
     fmly = _sub(domn, "Fmly")
     _sub(fmly, "Cd", family)
     _sub(fmly, "SubFmlyCd", subfamily)
+    if m.fee_minor and m.kind == "payout":
+        charges = _sub(ntry, "Chrgs")
+        _sub(charges, "Amt", fmt_amount(m.fee_minor, st.currency), Ccy=st.currency)
+        _sub(charges, "CdtDbtInd", "DBIT")
+        _sub(charges, "Br", "DEBT")
     tx = _sub(_sub(ntry, "NtryDtls"), "TxDtls")
     refs = _sub(tx, "Refs")
     _sub(refs, "AcctSvcrRef", bank_ref)
@@ -113,11 +119,7 @@ def render(st: Statement) -> bytes:
     _balance(stmt, "OPBD", st.opening_minor, st)
     _balance(stmt, "CLBD", st.closing_minor, st)
 
-    entries: list[tuple[int, bool]] = []
-    for m in st.movements:
-        entries.append((m.amount_minor, m.is_credit))
-        if m.fee_minor and m.kind != "return":
-            entries.append((m.fee_minor, False))
+    entries = [(m.amount_minor, m.is_credit) for m in st.movements]
     summary = _sub(_sub(stmt, "TxsSummry"), "TtlNtries")
     net = sum(a if credit else -a for a, credit in entries)
     _sub(summary, "NbOfNtries", str(len(entries)))
@@ -151,17 +153,5 @@ def render(st: Statement) -> bytes:
             bank_ref=m.bank_reference,
             info="PAYOUT",
         )
-        if m.fee_minor:
-            _entry(
-                stmt,
-                st,
-                m,
-                amount_minor=m.fee_minor,
-                credit=False,
-                family="ICDT",
-                subfamily="CHRG",
-                bank_ref=m.bank_reference + "C",
-                info="CHARGES",
-            )
     ET.indent(doc, space="  ")
     return ET.tostring(doc, encoding="utf-8", xml_declaration=True) + b"\n"

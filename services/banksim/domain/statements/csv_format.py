@@ -1,12 +1,14 @@
-"""CSV statements: one header row, an OPENING row, one TXN row per booking, a CLOSING row.
+"""CSV statements: one header row, an ``opening`` row, one row per booking, a ``closing`` row.
 
-Columns: ``record_type, booking_date, value_date, reference, bank_reference, direction,
-amount, fee, currency, counterparty, description, balance``. Amounts are unsigned decimals in
-the currency's minor-unit precision (``direction`` D/C carries the sign); ``balance`` is the
-signed running balance after the row. **Fees are a field** (``fee``) of the payout's own row
-and are included in the running balance. A return is a C row whose ``reference`` is the
-original payout's reference. OPENING and CLOSING rows carry the balance in ``amount`` (with its
-direction) and in ``balance``.
+Columns: ``type, date, value_date, reference, bank_reference, direction, amount, fee,
+currency, counterparty, description, balance, account, statement_id, sequence``. ``type`` is
+``opening``/``closing`` for the balances and ``payout``/``return``/``transfer`` for lines;
+``date`` is the booking date. Amounts are unsigned decimals in the currency's minor-unit
+precision (``direction`` D/C carries the sign); ``balance`` is the signed running balance
+after the row. **Fees are a field** (``fee``) of the payout's own row and are included in the
+running balance. A return is a C row whose ``reference`` is the original payout's reference.
+The balance rows carry the balance in ``amount`` (with its direction) and in ``balance``.
+These names are what reconciliation's default CSV mapping reads.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from services.banksim.domain.money import fmt_amount
 from services.banksim.domain.statements.model import Statement
 
 HEADER = (
-    "record_type",
-    "booking_date",
+    "type",
+    "date",
     "value_date",
     "reference",
     "bank_reference",
@@ -30,6 +32,9 @@ HEADER = (
     "counterparty",
     "description",
     "balance",
+    "account",
+    "statement_id",
+    "sequence",
 )
 
 
@@ -45,6 +50,7 @@ def render(st: Statement) -> bytes:
     cur = st.currency
     day = st.business_date.isoformat()
     zero = fmt_amount(0, cur)
+    identity = (st.iban, st.file_id, str(st.statement_number))
 
     def balance_row(kind: str, balance: int) -> None:
         writer.writerow(
@@ -59,12 +65,13 @@ def render(st: Statement) -> bytes:
                 zero,
                 cur,
                 "",
-                f"{kind.lower()} balance",
+                f"{kind} balance",
                 _signed(balance, cur),
+                *identity,
             )
         )
 
-    balance_row("OPENING", st.opening_minor)
+    balance_row("opening", st.opening_minor)
     running = st.opening_minor
     for m in st.movements:
         running += m.net_minor
@@ -75,7 +82,7 @@ def render(st: Statement) -> bytes:
         }[m.kind]
         writer.writerow(
             (
-                "TXN",
+                {"payout": "payout", "return": "return", "unknown": "transfer"}[m.kind],
                 m.booking_date.isoformat(),
                 m.value_date.isoformat(),
                 m.reference,
@@ -87,7 +94,8 @@ def render(st: Statement) -> bytes:
                 m.counterparty,
                 description,
                 _signed(running, cur),
+                *identity,
             )
         )
-    balance_row("CLOSING", st.closing_minor)
+    balance_row("closing", st.closing_minor)
     return buffer.getvalue().encode("utf-8")

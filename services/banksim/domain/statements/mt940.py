@@ -11,10 +11,11 @@ account owner, ``:62F:`` closing balance, then ``-``. Lines end in CRLF.
 reference. When our reference is longer than the 16 characters the field allows, the customer
 reference is ``NONREF`` and the full reference goes in the supplementary details (34x, the
 line after ``:61:``); it is always repeated in ``:86:`` as ``/EREF/<reference>``.
-Transaction types: ``NTRF`` payout, ``NCHG`` charge, ``NRTI`` returned item.
+Transaction types: ``NTRF`` payout, ``NRTI`` returned item.
 
-**Fees are their own lines**: a ``D ... NCHG`` line carrying the payout's reference, right after
-the payout. A return is a ``C ... NRTI`` line carrying the original payout's reference, with
+**Fees are a field**: the payout's ``:86:`` carries ``/CHGS/<CCY><amount>`` (the charge,
+comma decimal), and the charge is booked in the balance: closing = opening + credits - debits -
+charges. A return is a ``C ... NRTI`` line carrying the original payout's reference, with
 ``/RTRN/<reason>`` in ``:86:``.
 
 Free text (names) is reduced to the SWIFT X character set. Our references are written verbatim
@@ -58,10 +59,29 @@ def _line(
     return lines
 
 
-def _info(*parts: str) -> list[str]:
-    text = "".join(parts)
-    chunks = [text[i : i + LINE_MAX] for i in range(0, len(text), LINE_MAX)][:6]
-    return [f":86:{chunks[0]}", *chunks[1:]]
+def _info(*subfields: str) -> list[str]:
+    """``:86:`` (6*65x), packed so that no ``/CODE/value`` subfield is split across lines
+    unless it is longer than a line by itself."""
+    lines: list[str] = []
+    current = ""
+    for sub in (x for part in subfields for x in _split_subfields(part)):
+        if current and len(current) + len(sub) > LINE_MAX:
+            lines.append(current)
+            current = ""
+        current += sub
+        while len(current) > LINE_MAX:
+            lines.append(current[:LINE_MAX])
+            current = current[LINE_MAX:]
+    if current:
+        lines.append(current)
+    assert len(lines) <= 6, "the :86: field holds at most six lines"
+    return [f":86:{lines[0]}", *lines[1:]]
+
+
+def _split_subfields(text: str) -> list[str]:
+    """``/EREF/x/CHGS/y`` → ``["/EREF/x", "/CHGS/y"]`` (codes are 2-4 capitals)."""
+    parts = re.split(r"(?=/[A-Z]{2,4}/)", text)
+    return [p for p in parts if p]
 
 
 def render(st: Statement) -> bytes:
@@ -96,16 +116,9 @@ def render(st: Statement) -> bytes:
             bank_ref=m.bank_reference,
             cur=cur,
         )
-        out += _info(f"/EREF/{m.reference}/BENM//NAME/{name}/REMI/PAYOUT")
-        if m.fee_minor:
-            out += _line(
-                m,
-                credit=False,
-                amount_minor=m.fee_minor,
-                tx_type="CHG",
-                bank_ref=m.bank_reference,
-                cur=cur,
-            )
-            out += _info(f"/EREF/{m.reference}/REMI/CHARGES")
+        charges = (
+            f"/CHGS/{cur}{fmt_amount(m.fee_minor, cur, decimal_mark=',')}" if m.fee_minor else ""
+        )
+        out += _info(f"/EREF/{m.reference}{charges}/BENM//NAME/{name}/REMI/PAYOUT")
     out += [_balance("62F", st.closing_minor, st), "-"]
     return ("\r\n".join(out) + "\r\n").encode("ascii", errors="replace")
