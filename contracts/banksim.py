@@ -19,7 +19,9 @@ Deterministic beneficiary errors (for tests of every response class without chao
 an ``account_number`` starting with ``INVALID`` → ``invalid_account``, starting with ``CLOSED``
 → ``account_closed``; a beneficiary ``name`` of ``NAME MISMATCH`` → ``name_mismatch``.
 
-Admin (``X-Service-Token``): ``GET /admin/banks``, ``PUT /admin/banks/{bank}/behaviour``,
+Admin (``X-Service-Token``): ``GET /admin/banks``, ``PUT /admin/banks/{bank}/behaviour``
+(each PUT replaces the bank's mode and overrides as a whole; ``{"mode": "normal"}`` resets it;
+the behaviour is stored, so it survives a restart),
 ``GET /admin/banks/{bank}/executed`` (the truth journal), ``POST /admin/statements``.
 """
 
