@@ -108,16 +108,8 @@ class RouterService:
     # ---------------------------------------------------------------- decisions
 
     def live_views(self) -> dict[str, LiveView]:
-        now_s = self.monotonic()
-        out = {}
-        for ch in self.config.channels:
-            health = self.board.get(ch.id)
-            out[ch.id] = LiveView(
-                success_rate_ppm=health.window.success_rate_ppm(now_s),
-                latency_ms=health.window.latency_ewma_ms or 0.0,
-                breaker_allows=self.board.allows(ch.id, now_s),
-            )
-        return out
+        live = self.board.live((ch.id for ch in self.config.channels), self.monotonic())
+        return {channel_id: LiveView(*view) for channel_id, view in live.items()}
 
     def _decide(
         self,

@@ -8,6 +8,7 @@ the channel, so it is recorded (counts per class, latency) but never enters the 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -336,6 +337,36 @@ class HealthBoard:
         health = self.get(channel_id)
         self._note(health.breaker.poll(now_s))
         return health.breaker.allows(now_s)
+
+    def live(self, channel_ids: Iterable[str], now_s: float) -> dict[str, tuple[int, float, bool]]:
+        """(success rate ppm, latency EWMA ms, breaker lets a request through) per channel.
+
+        Runs for every channel on every decision, so it is written flat: no per-channel
+        method calls unless a breaker is not closed or the window has something to forget."""
+        out: dict[str, tuple[int, float, bool]] = {}
+        channels = self.channels
+        closed = BreakerState.CLOSED
+        prior = self.policy.prior_success_ppm
+        size_max = self.policy.window_size_max
+        horizon = now_s - self.policy.window_age_max_s
+        for channel_id in channel_ids:
+            health = channels.get(channel_id)
+            if health is None:
+                health = self.get(channel_id)
+            breaker = health.breaker
+            if breaker.state is closed:
+                allows = True
+            else:
+                self._note(breaker.poll(now_s))
+                allows = breaker.allows(now_s)
+            window = health.window
+            samples = window._samples
+            if samples and (len(samples) > size_max or samples[0].at_s < horizon):
+                window._evict(now_s)
+            counted = window._healthy + window._faults
+            rate = prior if counted == 0 else window._healthy * PPM // counted
+            out[channel_id] = (rate, window.latency_ewma_ms or 0.0, allows)
+        return out
 
     def adopt(self, channel_id: str, state: BreakerState, now_s: float) -> Transition | None:
         """A peer instance announced a breaker state: follow it (open/closed only; half-open
