@@ -130,11 +130,16 @@ class RuleSet:
     """One published version of the rules; immutable."""
 
     version: int
-    digest: str  # sha256 of the canonical document
-    document: Mapping[str, Any]  # canonical plain data (what was validated)
+    digest: str  # sha256 of canonical_json
+    canonical_json: bytes  # the validated document, keys sorted: what to store and show
     limits: RiskLimits
     default_plan: Plan
     merchant_plans: Mapping[str, Plan]
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """A fresh copy of the canonical document as plain data."""
+        return msgspec.json.decode(self.canonical_json)
 
     def plan_for(self, merchant_id: str) -> Plan:
         return self.merchant_plans.get(merchant_id, self.default_plan)
@@ -173,7 +178,7 @@ def compile_ruleset(
     return RuleSet(
         version=version,
         digest=hashlib.sha256(canonical_bytes).hexdigest(),
-        document=MappingProxyType(valid.canonical),
+        canonical_json=canonical_bytes,
         limits=limits,
         default_plan=default_plan,
         merchant_plans=MappingProxyType(plans),
