@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class Simulator:
         self.seed = seed
         self.clock = clock
         self._modes: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._inquiry_rng = random.Random(seed)
 
     async def load(self) -> None:
         stored = await self.repo.behaviours()
@@ -237,7 +239,8 @@ class Simulator:
 
     async def inquire(self, bank_name: str, reference: str) -> TransferResult:
         self.bank(bank_name)
-        if self.behaviour(bank_name).mode == "outage":
+        b = self.behaviour(bank_name)
+        if b.mode == "outage":
             raise ProblemError(
                 503,
                 "bank_unavailable",
@@ -245,6 +248,10 @@ class Simulator:
                 f"{bank_name} is in an outage; try again later",
                 headers={"Retry-After": "1"},
             )
+        # An inquiry is served by the same slow (or fast) bank as a transfer.
+        delay_ms = rules.latency_ms(b, self._inquiry_rng)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         row = await self.repo.get(bank_name, reference)
         if row is None:
             raise ProblemError(

@@ -394,6 +394,9 @@ async def test_behaviour_switches_take_effect_at_once_and_back(
         status, answer = await post(http, banksim, "switchy", transfer(ref()))
         assert status == 200 and answer["status"] == "paid"
         assert time.monotonic() - started >= 0.95
+        started = time.monotonic()
+        status, _ = await inquire(http, banksim, "switchy", answer["reference"])
+        assert status == 200 and time.monotonic() - started >= 0.95, "inquiries are slow too"
 
         await behave(http, banksim, "switchy", "normal")
         started = time.monotonic()
