@@ -154,8 +154,10 @@ async def broker_ready(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = base_app(
         openapi_document=contracts.payout.document(),
-        client_max_size=settings.request_body_max_bytes,
-        middlewares=[http.auth_middleware],
+        # Batches may be larger than any other body; body_size_middleware keeps the others to
+        # REQUEST_BODY_MAX_BYTES.
+        client_max_size=max(settings.batch_body_max_bytes, settings.request_body_max_bytes),
+        middlewares=[http.body_size_middleware, http.auth_middleware],
         readiness=[database_ready, broker_ready],
     )
     app[settings_key] = settings

@@ -59,6 +59,7 @@ class Settings(CommonSettings):
     webhook_batch_max: int = 100
     # Bounds.
     batch_items_max: int = 10_000
+    batch_body_max_bytes: int = 16 * 1024 * 1024  # 10,000 payouts as JSON need ~2-4 MiB
     batch_chunk_size: int = 200
     page_limit_max: int = 100
     # Defaults for a new merchant (admin can change them per merchant).
@@ -147,6 +148,12 @@ def _from_env(environ: Mapping[str, str] | None) -> Settings:
         ),
         webhook_concurrency=env.integer(
             "PAYOUT_WEBHOOK_CONCURRENCY", 16, min_value=1, max_value=256
+        ),
+        batch_body_max_bytes=env.integer(
+            "PAYOUT_BATCH_BODY_MAX_BYTES",
+            16 * 1024 * 1024,
+            min_value=1024,
+            max_value=256 * 1024 * 1024,
         ),
         batch_items_max=env.integer(
             "PAYOUT_BATCH_ITEMS_MAX", 10_000, min_value=1, max_value=10_000

@@ -314,3 +314,24 @@ async def test_funding_is_idempotent_by_reference(harness: Harness) -> None:
     assert harness.ledger.accounts[f"{merchant.id}.EUR"].credits_posted == 7_000
     status, problem = await harness.admin("POST", path, {**body, "amount": 7_001})
     assert status == 409 and problem["code"] == "reference_already_used"
+
+
+async def test_large_bodies_are_refused_except_for_batches_up_to_their_own_limit(
+    make_harness: Any,
+) -> None:
+    harness: Harness = await make_harness(
+        REQUEST_BODY_MAX_BYTES="4096", PAYOUT_BATCH_BODY_MAX_BYTES="2000000"
+    )
+    merchant = await harness.merchant()
+    big = {**payout_body(), "metadata": {f"k{i}": "v" * 400 for i in range(15)}}
+    status, problem, _ = await merchant.post_payout(big)
+    assert status == 413 and problem["code"] == "request_too_large"
+    items = [payout_body(amount=100 + n, reference=f"big-{n}") for n in range(2_000)]
+    resp = await harness.client.post(
+        "/v1/payout_batches",
+        json={"items": items},
+        headers={**merchant.headers, "Idempotency-Key": "big-batch"},
+    )
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["total"] == 2_000
+    assert await harness.fetchval("SELECT count(*) FROM batch_items") == 2_000
