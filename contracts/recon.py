@@ -278,4 +278,6 @@ OPERATIONS = [
 
 
 def document() -> dict[str, Any]:
-    return build("Reconciliation", "1.0.0", OPERATIONS)
+    from contracts import finance  # imports this module's models, so imported here
+
+    return build("Reconciliation", "1.0.0", OPERATIONS + finance.OPERATIONS)

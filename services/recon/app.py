@@ -13,6 +13,7 @@ import contracts.recon
 from services.kit import db, outbox
 from services.kit.amqp import Broker
 from services.kit.web import base_app
+from services.recon import console
 from services.recon.adapters.parsing import default_parser, load_rules_file
 from services.recon.adapters.records import RecordsSource, RouterExport
 from services.recon.domain.rules import RulesBook
@@ -110,4 +111,5 @@ def create_app(
     if settings.intake_enabled if run_intake is None else run_intake:
         app.cleanup_ctx.append(intake_context(service_key))
     http.add_routes(app)
+    console.setup(app)  # finance console, reports, finance API additions (docs/CONSOLE.md)
     return app
