@@ -136,7 +136,7 @@ async def _loop(
             raise
         except Exception:  # background loop boundary: log and go on with backoff
             log.exception("router_loop_failed", loop=name)
-            backoff_s = min(backoff_s * 2, 30.0)
+            backoff_s = min(max(backoff_s * 2, 0.1), 30.0)
         try:
             await asyncio.wait_for(stop.wait(), timeout=backoff_s)
         except TimeoutError:

@@ -25,6 +25,7 @@ from services.router.adapters import store
 from services.router.adapters.config_files import LiveConfig
 from services.router.adapters.connectors.banksim.client import Timed
 from services.router.domain.attempts import (
+    FINAL,
     UNRESOLVED,
     AttemptStatus,
     BankOutcome,
@@ -107,8 +108,9 @@ class RouterService:
 
     # ---------------------------------------------------------------- decisions
 
-    def live_views(self) -> dict[str, LiveView]:
-        live = self.board.live((ch.id for ch in self.config.channels), self.monotonic())
+    def live_views(self, config: LiveConfig | None = None) -> dict[str, LiveView]:
+        channels = (config or self.config).channels
+        live = self.board.live((ch.id for ch in channels), self.monotonic())
         return {channel_id: LiveView(*view) for channel_id, view in live.items()}
 
     def _decide(
@@ -119,14 +121,15 @@ class RouterService:
         attempted: set[str] | frozenset[str] = frozenset(),
         skip: set[str] | frozenset[str] = frozenset(),
         reserved_channel: str | None = None,
+        config: LiveConfig | None = None,
     ) -> Decision:
-        config = self.config
+        config = config or self.config
         # A channel whose breaker filled up between decision and permit counts as killed.
         killed = (self.kills.submit | skip) if skip else self.kills.submit
         decision = decide(
             facts,
             config.channels,
-            self.live_views(),
+            self.live_views(config),
             quota_used,
             config.rules,
             killed=killed,
@@ -157,12 +160,13 @@ class RouterService:
             )
             used = await store.quota_used(conn, today)
             decision_id = new_id("dec")
+            config = self.config  # one config for the whole use case, even across a reload
             while True:
-                decision = self._decide(facts, used)
+                decision = self._decide(facts, used, config=config)
                 chosen = decision.chosen_id
                 if chosen is None:
                     break
-                quota = self.config.by_id[chosen].daily_quota_minor
+                quota = config.by_id[chosen].daily_quota_minor
                 if await store.reserve_quota(conn, chosen, today, req.amount_minor, quota):
                     break
                 used[chosen] = quota  # lost a race for the last of its quota: decide again
@@ -352,6 +356,7 @@ class RouterService:
         )
         attempt_id = new_id("att")
         decision_id = new_id("dec")
+        config = self.config  # one config for the whole use case, even across a reload
         permit = None
         async with self.pool.acquire() as conn:
             async with conn.transaction():
@@ -370,12 +375,13 @@ class RouterService:
                         attempted=attempted,
                         skip=skip,
                         reserved_channel=reserved_channel,
+                        config=config,
                     )
                     chosen = decision.chosen_id
                     if chosen is None:
                         break
                     if res is not None and chosen != res["channel_id"]:
-                        quota = self.config.by_id[chosen].daily_quota_minor
+                        quota = config.by_id[chosen].daily_quota_minor
                         if not await store.reserve_quota(
                             conn, chosen, today, res["amount_minor"], quota
                         ):
@@ -408,7 +414,7 @@ class RouterService:
                     )
                     return
                 assert permit is not None
-                channel = self.config.by_id[chosen]
+                channel = config.by_id[chosen]
                 if res is not None and chosen != res["channel_id"]:
                     await store.release_quota(
                         conn,
@@ -490,7 +496,7 @@ class RouterService:
             if not may_transition(current, new) or (
                 current is AttemptStatus.UNKNOWN and new is AttemptStatus.UNKNOWN
             ):
-                if current in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED) and new != current:
+                if current in FINAL and new in FINAL and new is not current:
                     log.error(
                         "attempt_outcome_contradiction",
                         attempt_id=attempt_id,
