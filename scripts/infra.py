@@ -134,10 +134,35 @@ def ensure_rabbitmq() -> str:
     return DEFAULT_AMQP
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """The console's browser tests drive the OS Chromium through Playwright (no browser
+    download). Installed from the OS package when root; otherwise say what to install."""
+    if CHROMIUM.exists():
+        return
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        say(
+            f"{CHROMIUM} is missing: the console browser tests (tests/console) need it. "
+            "Install it with `sudo apt-get install chromium`."
+        )
+        return
+    say("installing chromium from the OS package (console browser tests)")
+    subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "chromium"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
 def main() -> None:
     VAR.mkdir(exist_ok=True)
     pg = ensure_postgres()
     amqp = ensure_rabbitmq()
+    ensure_chromium()
     say(f"PostgreSQL {pg.split('@')[-1]}, RabbitMQ {amqp.split('@')[-1]}")
     print(f"export DATABASE_URL='{pg}'")
     print(f"export AMQP_URL='{amqp}'")
