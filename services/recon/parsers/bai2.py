@@ -22,8 +22,10 @@ Canonical mapping: one :class:`Statement` per ``03`` account with ``statement_id
 ``<sender>-<file id>-<group as-of date>-<account>`` (``-2``, ``-3`` … when a group reports
 the same account again), ``sequence_number`` = the ``01`` file id,
 ``opening``/``closing`` = summary code ``010``/``015`` (opening/closing ledger), else
-``040``/``045`` (opening/closing available), dated the group's as-of date;
-``control_total_minor``/``control_count`` = the ``49`` total and record count (already verified).
+``040``/``045`` (opening/closing available), dated the group's as-of date.
+``control_total_minor``/``control_count`` stay None: the BAI2 totals include summary amounts
+and count records, and they are verified here already.
+A ``16`` with amount zero moves no money and is not a line.
 Each ``16`` is a line: ``booking_date`` = the group's as-of date, ``value_date`` = the ``V``
 funds-type date when given, ``bank_reference`` = bank reference, ``our_reference`` = customer
 reference, ``counterparty`` = None (BAI2 has no party field; the text is in ``raw``).
@@ -200,7 +202,9 @@ def parse(data: bytes, *, channel: str) -> list[Statement]:
             assert account is not None and group_date is not None
             account.count += 1
             group_records += 1
-            account.lines.append(_line(record, account, group_date, channel))
+            line = _line(record, account, group_date, channel)
+            if line is not None:  # a zero amount moves no money
+                account.lines.append(line)
         elif code == "49":
             assert account is not None and group_date is not None
             account.count += 1
@@ -262,7 +266,7 @@ def parse(data: bytes, *, channel: str) -> list[Statement]:
     return statements
 
 
-def _line(record: _Record, account: _Account, as_of: date, channel: str) -> StatementLine:
+def _line(record: _Record, account: _Account, as_of: date, channel: str) -> StatementLine | None:
     n = record.line_number
     pieces = record.fields[0].split(",", 3)
     if len(pieces) < 3:
@@ -284,6 +288,8 @@ def _line(record: _Record, account: _Account, as_of: date, channel: str) -> Stat
         direction = Direction.DEBIT
     else:
         raise StatementFormatError(f"type code {type_code} has no debit/credit side", line_number=n)
+    if amount == 0:
+        return None
     # After the funds type: its own fields (S: 3, V: 2, D: count + pairs), then bank
     # reference, customer reference and the free text (which may hold commas).
     extra = {"S": 3, "V": 2}.get(funds, 0)
@@ -331,6 +337,8 @@ def _statement(account: _Account, as_of: date, channel: str, file_id: str) -> St
         opening=opening,
         closing=closing,
         lines=account.lines,
-        control_total_minor=account.total,
-        control_count=account.count,
+        # BAI2's own totals (summaries included) and record counts were verified above; they
+        # are not "sum and count of the lines", so they are not handed on as such.
+        control_total_minor=None,
+        control_count=None,
     )

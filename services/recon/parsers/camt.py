@@ -27,8 +27,8 @@ Canonical mapping, per ``<Ntry>`` (one entry = one line, even for a batch bookin
 - ``fee_minor``: ``Chrgs/TtlChrgsAndTaxAmt``, else the sum of ``Chrgs/Rcrd/Amt`` (v3+) or
   ``Chrgs/Amt`` (v2);
 - ``line_number`` is the physical line of the ``<Ntry>`` start tag; ``raw`` the entry's XML.
-Only booked entries (``Sts`` ``BOOK`` or absent) are lines; pending/information entries are not
-part of a statement's balance.
+Only booked entries (``Sts`` ``BOOK`` or absent) with a non-zero amount are lines;
+pending/information entries are not part of a statement's balance.
 
 Per statement (``Stmt``/``Ntfctn``): ``statement_id`` = ``Id``; ``sequence_number`` =
 ``ElctrncSeqNb`` (else ``LglSeqNb``); ``account`` = IBAN or ``Othr/Id``; ``currency`` = ``Acct/Ccy``
@@ -247,6 +247,8 @@ class _Reader:
         if amt is None:
             raise StatementFormatError("entry without Amt", line_number=number)
         amount, currency = self._amount(amt, number)
+        if amount == 0:
+            return None  # moves no money
         if indicator == "CRDT":
             direction = Direction.CREDIT
         elif indicator == "DBIT":

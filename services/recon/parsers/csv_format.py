@@ -22,6 +22,7 @@ Conventions (the default mapping reads the bank simulator's files as they are):
   currency with an unknown exponent or an amount with more decimals than it allows is an error.
 - **dates**: ``date_format`` (``strptime``; ISO ``%Y-%m-%d`` takes a fast path). ``value_date``
   defaults to the booking date when the column is absent or empty.
+- a zero amount moves no money and is not a line;
 - ``line_number`` is the physical line of the row (1-based, counting preamble and header);
   ``raw`` its text.
 
@@ -242,6 +243,8 @@ def parse(data: bytes, *, channel: str, mapping: CsvMapping | None = None) -> li
                 amount = amount_of(amount_text, currency, line_number, signed=True)
                 direction = Direction.DEBIT if amount < 0 else Direction.CREDIT
                 amount = abs(amount)
+            if amount == 0:
+                continue  # moves no money
             value_text = row[i_value].strip() if i_value is not None else ""
             fee_text = row[i_fee].strip() if i_fee is not None else ""
             group.lines.append(

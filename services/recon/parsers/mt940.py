@@ -38,7 +38,8 @@ Canonical mapping: ``our_reference`` is the ``:61:`` customer reference (``NONRE
 ``bank_reference`` the part after ``//``, ``end_to_end_id`` the SEPA ``EREF`` in ``:86:``,
 ``counterparty`` the name in ``:86:`` (``?32``/``?33`` or ``/NAME/``), ``fee_minor`` a
 ``/CHGS/`` amount when the bank gives one. ``booking_date`` is the entry date when present, else
-the value date. MT942: ``control_count`` / ``control_total_minor`` are the ``:90D:`` + ``:90C:``
+the value date. A zero-amount ``:61:`` moves no money and is not a line (Citi sends them
+for information). MT942: ``control_count`` / ``control_total_minor`` are the ``:90D:`` + ``:90C:``
 counts and sums (gross), and the statement's ``format`` is ``mt942``.
 """
 
@@ -286,10 +287,11 @@ def _build(fields: list[_Field], channel: str) -> Statement:
             f"statement {reference!r} has no {missing} balance (truncated?)",
             line_number=fields[-1].line_number,
         )
-    lines = [
-        _line(f61, f86, channel=channel, statement_id=reference, currency=currency)
-        for f61, f86 in line_fields
-    ]
+    lines = []
+    for f61, f86 in line_fields:
+        line = _line(f61, f86, channel=channel, statement_id=reference, currency=currency)
+        if line is not None:
+            lines.append(line)
     return Statement(
         channel=channel,
         statement_id=reference,
@@ -357,7 +359,7 @@ def _balance(f: _Field, default_currency: str | None = None) -> Balance:
 
 def _line(
     f: _Field, details: _Field | None, *, channel: str, statement_id: str, currency: str
-) -> StatementLine:
+) -> StatementLine | None:
     text = f.value
     m = _LINE.match(text)
     if m is None:
@@ -365,6 +367,9 @@ def _line(
             f"malformed :61: statement line {f.first!r}", line_number=f.line_number
         )
     value_text, entry_text, mark, _funds, amount_text, _type, rest = m.groups()
+    amount = to_minor(amount_text, currency, separator=",", line_number=f.line_number)
+    if amount == 0:
+        return None  # moves no money (Citi reports BAI summary codes this way)
     value_date = _date(value_text, f.line_number)
     booking_date = value_date
     if entry_text and entry_text.strip():
@@ -399,7 +404,7 @@ def _line(
         booking_date=booking_date,
         value_date=value_date,
         direction=Direction.CREDIT if mark in ("C", "RD") else Direction.DEBIT,
-        amount_minor=to_minor(amount_text, currency, separator=",", line_number=f.line_number),
+        amount_minor=amount,
         currency=currency,
         fee_minor=fee,
         our_reference=None if customer in _NO_REFERENCE else customer,
