@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -60,6 +60,9 @@ class Behaviour:
         }
 
 
+_OVERRIDABLE = frozenset(f.name for f in fields(Behaviour)) - {"mode"}
+
+
 def effective(bank: BankConfig, mode: str, overrides: dict[str, Any]) -> Behaviour:
     assert mode in MODES, mode
     b = Behaviour(
@@ -94,7 +97,8 @@ def effective(bank: BankConfig, mode: str, overrides: dict[str, Any]) -> Behavio
         )
     elif mode == "lost_responses":
         b = replace(b, lost_response_rate=max(b.lost_response_rate, 0.5))
-    known = {k: v for k, v in overrides.items() if v is not None}
+    # Only known numeric fields: a stored override from an older version is ignored.
+    known = {k: v for k, v in overrides.items() if v is not None and k in _OVERRIDABLE}
     b = replace(b, **known)
     # Overrides may move one bound past the other; keep the distribution well-formed.
     b = replace(
