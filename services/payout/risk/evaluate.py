@@ -43,11 +43,13 @@ def evaluate_subject(
     amount = subject.amount_minor
     currency = subject.currency
 
-    for field, index in enumerate(plan.blocked):
+    for field, index in enumerate(ruleset.blocked):
         hits = index.get(keys[field])
         if hits:
             for rule in hits:
-                if rule.unconditional or _applies(rule, subject):
+                if id(rule) in plan.blocklist_ids and (
+                    rule.unconditional or _applies(rule, subject)
+                ):
                     fired.append(rule.fired(f"beneficiary {_FIELDS[field]} is on the blocklist"))
                     if rule.severity > severity:
                         severity = rule.severity

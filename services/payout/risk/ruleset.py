@@ -66,6 +66,8 @@ class ListRule(CompiledRule):
 
 @dataclass(frozen=True, slots=True)
 class VelocityRule(CompiledRule):
+    scope: str
+    window_buckets: int
     window_s: int
     max_count: int | None
     max_amount_minor: int | None
@@ -98,6 +100,7 @@ class CooldownRule(CompiledRule):
 
 @dataclass(frozen=True, slots=True)
 class TimeRule(CompiledRule):
+    timezone: str
     start_min: int
     end_min: int
     days: frozenset[int]  # datetime.weekday() numbers
@@ -116,8 +119,8 @@ class Plan:
     """Every rule that judges one merchant, arranged by what it reads."""
 
     rules: tuple[CompiledRule, ...]
-    # normalised value → blocklist rules, one mapping per field (account, bank, name)
-    blocked: tuple[Mapping[str, tuple[ListRule, ...]], ...]
+    # id() of the blocklist rules of this plan; the value index is shared (RuleSet.blocked)
+    blocklist_ids: frozenset[int]
     allowlists: tuple[ListRule, ...]
     velocity: tuple[VelocityGroup, ...]
     anomaly: tuple[AnomalyRule, ...]
@@ -133,6 +136,9 @@ class RuleSet:
     digest: str  # sha256 of canonical_json
     canonical_json: bytes  # the validated document, keys sorted: what to store and show
     limits: RiskLimits
+    # normalised value → blocklist rules of any plan, one mapping per field (account, bank,
+    # name); shared so that a list is indexed once however many merchants use it
+    blocked: tuple[Mapping[str, tuple[ListRule, ...]], ...]
     default_plan: Plan
     merchant_plans: Mapping[str, Plan]
 
@@ -146,9 +152,9 @@ class RuleSet:
 
     @property
     def rule_count(self) -> int:
-        return len(self.default_plan.rules) + sum(
-            len(p.rules) for p in self.merchant_plans.values()
-        )
+        """Distinct compiled rules (a default rule shared by many merchants counts once)."""
+        plans = (self.default_plan, *self.merchant_plans.values())
+        return len({id(r) for p in plans for r in p.rules})
 
 
 def compile_ruleset(
@@ -168,10 +174,10 @@ def compile_ruleset(
     limits = limits or RiskLimits()
     data = source if isinstance(source, Mapping) else d.parse_source(source, limits=limits, fmt=fmt)
     valid = d.validate_document(dict(data) if isinstance(data, Mapping) else data, limits=limits)
-    default_rules = d.effective_rules(valid.defaults, None)
-    default_plan = _plan(default_rules, limits)
+    compiler = _Compiler(limits)
+    default_plan = compiler.plan(d.effective_rules(valid.defaults, None))
     plans = {
-        mid: _plan(d.effective_rules(valid.defaults, section), limits)
+        mid: compiler.plan(d.effective_rules(valid.defaults, section))
         for mid, section in valid.merchants.items()
     }
     canonical_bytes = msgspec.json.encode(valid.canonical, order="sorted")
@@ -180,63 +186,87 @@ def compile_ruleset(
         digest=hashlib.sha256(canonical_bytes).hexdigest(),
         canonical_json=canonical_bytes,
         limits=limits,
+        blocked=tuple(
+            MappingProxyType({k: tuple(v) for k, v in index.items()}) for index in compiler.blocked
+        ),
         default_plan=default_plan,
         merchant_plans=MappingProxyType(plans),
     )
 
 
-def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
-    allowlist_values = {
-        r.id: (FIELD_INDEX[r.field], d.normalised_values(r.field, r.values))
-        for r in rules
-        if isinstance(r, d.AllowlistRule)
-    }
-    compiled: list[CompiledRule] = []
-    blocked: tuple[dict[str, list[ListRule]], ...] = ({}, {}, {})
-    allowlists: list[ListRule] = []
-    velocity: dict[tuple[str, str], dict[int, list[VelocityRule]]] = {}
-    anomaly: list[AnomalyRule] = []
-    cooldown: list[CooldownRule] = []
-    time: dict[str, list[TimeRule]] = {}
-    for r in rules:
+class _Compiler:
+    """Compiles each document rule once and shares it between the plans that use it, so a
+    rule set's memory grows with its rules and list entries, not with merchants times defaults."""
+
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        # (id of the document rule, id of its exempting allowlist rule) → compiled rule
+        self.compiled: dict[tuple[int, int], CompiledRule] = {}
+        self.values: dict[int, frozenset[str]] = {}  # id of a list rule → normalised values
+        self.blocked: tuple[dict[str, list[ListRule]], ...] = ({}, {}, {})
+        self.plans: dict[tuple[int, ...], Plan] = {}
+
+    def list_values(self, r: d.BlocklistRule | d.AllowlistRule) -> frozenset[str]:
+        values = self.values.get(id(r))
+        if values is None:
+            values = self.values[id(r)] = d.normalised_values(r.field, r.values)
+        return values
+
+    def plan(self, rules: tuple[d.Rule, ...]) -> Plan:
+        allowlists_by_id = {r.id: r for r in rules if isinstance(r, d.AllowlistRule)}
+        compiled = []
+        for r in rules:
+            exempt_rule = allowlists_by_id[r.exempt_allowlist] if r.exempt_allowlist else None
+            key = (id(r), id(exempt_rule))
+            rule = self.compiled.get(key)
+            if rule is None:
+                rule = self.compiled[key] = self.compile(r, exempt_rule)
+                if isinstance(rule, ListRule) and rule.type == "blocklist":
+                    for value in rule.values:
+                        self.blocked[rule.field].setdefault(value, []).append(rule)
+            compiled.append(rule)
+        identity = tuple(id(c) for c in compiled)
+        plan = self.plans.get(identity)
+        if plan is None:
+            plan = self.plans[identity] = _arrange(tuple(compiled))
+        return plan
+
+    def compile(self, r: d.Rule, exempt_rule: d.AllowlistRule | None) -> CompiledRule:
         base: dict[str, Any] = {
             "id": r.id,
             "outcome": r.outcome,
             "severity": SEVERITY[r.outcome],
             "currency": r.currency,
-            "exempt": allowlist_values[r.exempt_allowlist] if r.exempt_allowlist else None,
-            "unconditional": r.currency is None and r.exempt_allowlist is None,
+            "exempt": (
+                (FIELD_INDEX[exempt_rule.field], self.list_values(exempt_rule))
+                if exempt_rule is not None
+                else None
+            ),
+            "unconditional": r.currency is None and exempt_rule is None,
         }
         if isinstance(r, d.BlocklistRule | d.AllowlistRule):
             kind = "blocklist" if isinstance(r, d.BlocklistRule) else "allowlist"
-            lr = ListRule(
+            return ListRule(
                 type=kind,
                 reason_code=r.reason_code or DEFAULT_REASONS[(kind, r.field)],
                 field=FIELD_INDEX[r.field],
-                values=d.normalised_values(r.field, r.values),
+                values=self.list_values(r),
                 **base,
             )
-            compiled.append(lr)
-            if kind == "blocklist":
-                for value in lr.values:
-                    blocked[lr.field].setdefault(value, []).append(lr)
-            elif lr.outcome != "allow":
-                allowlists.append(lr)
-        elif isinstance(r, d.VelocityRule):
-            vr = VelocityRule(
+        if isinstance(r, d.VelocityRule):
+            return VelocityRule(
                 type="velocity",
                 reason_code=r.reason_code or "",  # "": the evaluator says count or amount
+                scope=r.scope,
+                window_buckets=r.window_s * 1000 // self.limits.bucket_ms,
                 window_s=r.window_s,
                 max_count=r.max_count,
                 max_amount_minor=r.max_amount_minor,
                 **base,
             )
-            compiled.append(vr)
-            windows = velocity.setdefault((r.scope, r.currency or ALL_CURRENCIES), {})
-            windows.setdefault(r.window_s * 1000 // limits.bucket_ms, []).append(vr)
-        elif isinstance(r, d.AmountAnomalyRule):
+        if isinstance(r, d.AmountAnomalyRule):
             num, den = d.parse_multiple(r.multiple)
-            ar = AnomalyRule(
+            return AnomalyRule(
                 type="amount_anomaly",
                 reason_code=r.reason_code or "amount_anomaly",
                 multiple_num=num,
@@ -246,10 +276,8 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
                 min_amount_minor=r.min_amount_minor,
                 **base,
             )
-            compiled.append(ar)
-            anomaly.append(ar)
-        elif isinstance(r, d.NewBeneficiaryRule):
-            cr = CooldownRule(
+        if isinstance(r, d.NewBeneficiaryRule):
+            return CooldownRule(
                 type="new_beneficiary",
                 reason_code=r.reason_code or "new_beneficiary_cooldown",
                 cooldown_ms=r.cooldown_s * 1000,
@@ -257,26 +285,46 @@ def _plan(rules: tuple[d.Rule, ...], limits: RiskLimits) -> Plan:
                 min_amount_minor=r.min_amount_minor,
                 **base,
             )
-            compiled.append(cr)
-            cooldown.append(cr)
+        assert isinstance(r, d.TimeWindowRule)
+        return TimeRule(
+            type="time_window",
+            reason_code=r.reason_code
+            or ("inside_time_window" if r.fires_when == "inside" else "outside_time_window"),
+            timezone=r.timezone,
+            start_min=d.parse_hhmm(r.start),
+            end_min=d.parse_hhmm(r.end),
+            days=frozenset(d.DAYS.index(day) for day in (r.days or d.DAYS)),
+            fires_inside=r.fires_when == "inside",
+            window_text=f"{r.start}-{r.end} {r.timezone}",
+            **base,
+        )
+
+
+def _arrange(rules: tuple[CompiledRule, ...]) -> Plan:
+    allowlists: list[ListRule] = []
+    velocity: dict[tuple[str, str], dict[int, list[VelocityRule]]] = {}
+    anomaly: list[AnomalyRule] = []
+    cooldown: list[CooldownRule] = []
+    time: dict[str, list[TimeRule]] = {}
+    for rule in rules:
+        if isinstance(rule, ListRule):
+            if rule.type == "allowlist" and rule.outcome != "allow":
+                allowlists.append(rule)
+        elif isinstance(rule, VelocityRule):
+            windows = velocity.setdefault((rule.scope, rule.currency or ALL_CURRENCIES), {})
+            windows.setdefault(rule.window_buckets, []).append(rule)
+        elif isinstance(rule, AnomalyRule):
+            anomaly.append(rule)
+        elif isinstance(rule, CooldownRule):
+            cooldown.append(rule)
         else:
-            assert isinstance(r, d.TimeWindowRule)
-            tr = TimeRule(
-                type="time_window",
-                reason_code=r.reason_code
-                or ("inside_time_window" if r.fires_when == "inside" else "outside_time_window"),
-                start_min=d.parse_hhmm(r.start),
-                end_min=d.parse_hhmm(r.end),
-                days=frozenset(d.DAYS.index(day) for day in (r.days or d.DAYS)),
-                fires_inside=r.fires_when == "inside",
-                window_text=f"{r.start}-{r.end} {r.timezone}",
-                **base,
-            )
-            compiled.append(tr)
-            time.setdefault(r.timezone, []).append(tr)
+            assert isinstance(rule, TimeRule)
+            time.setdefault(rule.timezone, []).append(rule)
     return Plan(
-        rules=tuple(compiled),
-        blocked=tuple(MappingProxyType({k: tuple(v) for k, v in m.items()}) for m in blocked),
+        rules=rules,
+        blocklist_ids=frozenset(
+            id(r) for r in rules if isinstance(r, ListRule) and r.type == "blocklist"
+        ),
         allowlists=tuple(allowlists),
         velocity=tuple(
             VelocityGroup(

@@ -269,3 +269,26 @@ def test_merchant_rules_replace_disable_or_drop_the_defaults() -> None:
 def test_a_disabled_rule_never_fires() -> None:
     r = rule("names", "blocklist", "block", field="name", values=["Alice Martin"], enabled=False)
     assert judge([r], [], payout()).fired == ()
+
+
+def test_a_merchant_blocklist_judges_only_that_merchant() -> None:
+    own = rule("own", "blocklist", "block", field="name", values=["Alice Martin"])
+    engine = Engine(ruleset(merchants={"mer_strict": {"rules": [own]}}))
+    assert engine.evaluate(payout(merchant="mer_strict")).outcome == "block"
+    assert engine.evaluate(payout(merchant="mer_other")).fired == ()
+
+
+def test_many_merchant_sections_share_the_compiled_default_rules() -> None:
+    big = rule(
+        "big", "blocklist", "block", field="account", values=[f"FR{i}" for i in range(20_000)]
+    )
+    merchants = {
+        f"mer_{i}": {"rules": [rule("fresh", "new_beneficiary", "review", cooldown_s=60 + i)]}
+        for i in range(1_000)
+    }
+    rs = ruleset(big, merchants=merchants)
+    assert rs.rule_count == 1 + 1_000
+    assert all(p.rules[0] is rs.default_plan.rules[0] for p in rs.merchant_plans.values())
+    engine = Engine(rs)
+    assert engine.evaluate(payout(merchant="mer_7", account="FR19999")).outcome == "block"
+    assert engine.evaluate(payout(merchant="mer_7", account="FR20000")).outcome == "review"
