@@ -1,4 +1,5 @@
-"""``payments banksim …``: write statements and check a bank configuration file."""
+"""``payments banksim …``: statements, configuration checks, and chaos switches for a running
+simulator (``BANKSIM_URL``, ``SERVICE_TOKEN``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from datetime import date
 from pathlib import Path
 
+import aiohttp
 import click
 import msgspec
 
@@ -16,7 +18,9 @@ from services.banksim.domain.config import ConfigError
 from services.banksim.settings import from_env
 from services.banksim.statements import StatementWriter
 from services.kit import db, migrations
+from services.kit.auth import SERVICE_TOKEN_HEADER
 from services.kit.errors import ProblemError
+from services.kit.settings import DEFAULT_SERVICE_TOKEN, Env
 
 
 @click.group()
@@ -93,3 +97,55 @@ def statement(
         asyncio.run(run())
     except ProblemError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail or exc.title}") from None
+
+
+@group.command("behave")
+@click.option("--bank", required=True, help="bank name")
+@click.option(
+    "--mode",
+    required=True,
+    type=click.Choice(("normal", "outage", "slow", "flaky", "lost_responses", "maintenance")),
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="numeric override, e.g. --set lost_response_rate=0.3 (repeatable)",
+)
+def behave(bank: str, mode: str, overrides: tuple[str, ...]) -> None:
+    """Switch a running simulator's bank to MODE at once (the admin API)."""
+    env = Env()
+    url = env.url("BANKSIM_URL", "http://127.0.0.1:8090", schemes=("http", "https"))
+    token = env.secret("SERVICE_TOKEN", DEFAULT_SERVICE_TOKEN)
+    body: dict[str, object] = {"mode": mode}
+    parsed: dict[str, object] = {}
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+        try:
+            parsed[name] = int(raw) if raw.isdigit() else float(raw)
+        except ValueError:
+            parsed[name] = raw  # e.g. lost_response_mode=drop
+    if parsed:
+        body["overrides"] = parsed
+
+    async def run() -> tuple[int, dict[str, object]]:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.put(
+                f"{url.rstrip('/')}/admin/banks/{bank}/behaviour",
+                json=body,
+                headers={SERVICE_TOKEN_HEADER: token},
+            ) as resp,
+        ):
+            return resp.status, await resp.json(content_type=None)
+
+    try:
+        status, answer = asyncio.run(run())
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"cannot reach the simulator at {url}: {exc}") from None
+    if status != 200:
+        raise click.ClickException(f"{answer.get('code')}: {answer.get('detail')}")
+    click.echo(msgspec.json.encode(answer.get("behaviour")).decode())

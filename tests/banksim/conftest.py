@@ -66,6 +66,7 @@ TEST_BANKS: dict[str, dict[str, Any]] = {
     "camtbank": bank("camt053"),
     "discbank": bank("csv"),
     "restartbank": bank(),
+    "clibank": bank(),
 }
 
 

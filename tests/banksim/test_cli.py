@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from services.cli import main
 from tests.banksim.conftest import banksim_env
 from tests.support import infra
+from tests.support.processes import ServiceProcess
 
 
 def test_check_config_lists_the_banks_and_names_the_problem_of_a_bad_file(
@@ -73,3 +75,40 @@ def test_the_statement_command_writes_the_file_and_answer_key(
         ],
     )
     assert refused.exit_code != 0 and "no_line_for_discrepancy" in refused.output
+
+
+def test_behave_switches_a_running_simulator_and_reports_bad_input(
+    banksim: ServiceProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKSIM_URL", banksim.url)
+    monkeypatch.setenv("SERVICE_TOKEN", banksim.env["SERVICE_TOKEN"])
+    runner = CliRunner()
+    try:
+        result = runner.invoke(
+            main,
+            [
+                "banksim",
+                "behave",
+                "--bank",
+                "clibank",
+                "--mode",
+                "lost_responses",
+                "--set",
+                "lost_response_rate=0.25",
+                "--set",
+                "lost_response_mode=drop",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.output)
+        assert shown["mode"] == "lost_responses" and shown["lost_response_rate"] == 0.25
+        assert shown["lost_response_mode"] == "drop"
+        refused = runner.invoke(
+            main,
+            ["banksim", "behave", "--bank", "clibank", "--mode", "slow", "--set", "success_rate=2"],
+        )
+        assert refused.exit_code != 0 and "validation_error" in refused.output
+        unknown = runner.invoke(main, ["banksim", "behave", "--bank", "nobank", "--mode", "slow"])
+        assert unknown.exit_code != 0 and "bank_not_found" in unknown.output
+    finally:
+        runner.invoke(main, ["banksim", "behave", "--bank", "clibank", "--mode", "normal"])
