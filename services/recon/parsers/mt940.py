@@ -34,7 +34,8 @@ field before ``:20:``, a field out of order (``:25:`` after a ``:61:``), a malfo
 ``:28C:`` or ``:61:``, an unknown currency, more decimals than the currency has, an MT940 without
 an opening or closing balance (a truncated file), an account with two currencies.
 
-Canonical mapping: ``our_reference`` is the ``:61:`` customer reference (``NONREF`` → None),
+Canonical mapping: ``our_reference`` is the ``:61:`` customer reference, or when that is
+``NONREF`` the end-to-end id (a reference longer than 16 characters travels in ``/EREF/``),
 ``bank_reference`` the part after ``//``, ``end_to_end_id`` the SEPA ``EREF`` in ``:86:``,
 ``counterparty`` the name in ``:86:`` (``?32``/``?33`` or ``/NAME/``), ``fee_minor`` a
 ``/CHGS/`` amount when the bank gives one. ``booking_date`` is the entry date when present, else
@@ -407,7 +408,9 @@ def _line(
         amount_minor=amount,
         currency=currency,
         fee_minor=fee,
-        our_reference=None if customer in _NO_REFERENCE else customer,
+        # A reference longer than the field's 16 characters goes out as NONREF with the full
+        # one in /EREF/ (the bank simulator does this for our att_ ids).
+        our_reference=end_to_end if customer in _NO_REFERENCE else customer,
         bank_reference=None if bank in _NO_REFERENCE else bank,
         end_to_end_id=end_to_end,
         counterparty=counterparty,
