@@ -1,0 +1,1 @@
+"""asyncpg adapters: the ledger's tables, the service's database role, chain verification."""

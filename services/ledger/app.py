@@ -1,0 +1,77 @@
+"""Composition root: ``create_app(settings)`` wires the pool (as the service's own role), the
+single writer, the expiry sweeper and the routes. It never reads the environment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from contracts import ledger as contract
+from services.kit import db
+from services.kit.auth import service_token_middleware
+from services.kit.web import base_app
+from services.ledger.entrypoints import http
+from services.ledger.keys import pool_key, settings_key, writer_key
+from services.ledger.settings import Settings
+from services.ledger.writer import Writer, expiry_sweeper
+
+
+async def database_ready(app: web.Application) -> None:
+    async with app[pool_key].acquire() as conn:
+        await conn.fetchval("SELECT 1 FROM transfers LIMIT 1")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    pool = await db.create_pool(settings.app_dsn, max_size=settings.db_pool_max)
+    app[pool_key] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    """The writer and the sweeper stop after aiohttp has drained in-flight requests, so every
+    waiting caller gets its committed answer."""
+    settings = app[settings_key]
+    writer = Writer(
+        app[pool_key],
+        linger_us=settings.writer_linger_us,
+        batch_transfers_max=settings.writer_batch_transfers_max,
+        queue_max=settings.writer_queue_max,
+    )
+    app[writer_key] = writer
+    stop = asyncio.Event()
+    writer_task = asyncio.create_task(writer.run(stop), name="ledger-writer")
+    sweeper_task = asyncio.create_task(
+        expiry_sweeper(
+            app[pool_key],
+            writer,
+            interval_s=settings.expiry_sweep_interval_ms / 1000,
+            batch_max=settings.expiry_sweep_batch_max,
+            stop=stop,
+        ),
+        name="ledger-expiry-sweeper",
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(sweeper_task, writer_task)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = base_app(
+        openapi_document=contract.document(),
+        client_max_size=settings.request_body_max_bytes,
+        middlewares=[service_token_middleware(settings.service_token)],
+        readiness=[database_ready],
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_writer)
+    http.add_routes(app)
+    return app

@@ -1,0 +1,1 @@
+"""Pure ledger rules: no I/O, no clocks (``now`` is an argument), no framework imports."""

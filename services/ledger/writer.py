@@ -1,0 +1,274 @@
+"""The single writer: TigerBeetle's lesson (batch) on PostgreSQL.
+
+Requests queue up as jobs; one task takes whatever is waiting (lingering at most
+``linger_us`` for more, up to ``batch_transfers_max`` transfers), loads the state those jobs
+touch under the writer lock, applies them in arrival order in memory (``domain.batch``), and
+appends everything in ONE transaction with one counter update per touched account. Every
+caller is answered only after COMMIT. A hot account is written once per batch by one
+transaction, so it never serialises callers on its row lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from services.kit.logging import get_logger
+from services.ledger.adapters import store
+from services.ledger.domain.batch import Batch
+from services.ledger.domain.model import (
+    KIND_POST,
+    KIND_VOID,
+    Refusal,
+    TccLeg,
+    TransferRequest,
+)
+
+log = get_logger(__name__)
+
+
+class WriterUnavailable(Exception):
+    """The batch could not be committed (database fault) or the queue is full."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass
+class TransfersJob:
+    requests: Sequence[TransferRequest]
+
+    @property
+    def size(self) -> int:
+        return len(self.requests)
+
+
+@dataclass
+class TccJob:
+    op: str  # try | confirm | cancel
+    gid: str
+    branch_id: str
+    legs: Sequence[TccLeg] = ()
+    timeout_s: int = 0
+
+    @property
+    def size(self) -> int:
+        return max(len(self.legs), 1)
+
+
+@dataclass
+class ExpireJob:
+    pending_ids: Sequence[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.pending_ids)
+
+
+Job = TransfersJob | TccJob | ExpireJob
+
+
+@dataclass
+class _Entry:
+    job: Job
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    jobs: int = 0
+    transfers: int = 0
+    batch_jobs_max: int = 0
+    retried_alone: int = 0
+    busy_s: float = 0.0
+    sizes: list[int] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        linger_us: int,
+        batch_transfers_max: int,
+        queue_max: int,
+    ) -> None:
+        self.pool = pool
+        self.linger_s = linger_us / 1_000_000
+        self.batch_transfers_max = batch_transfers_max
+        self.queue: asyncio.Queue[_Entry] = asyncio.Queue(queue_max)
+        self.stats = WriterStats()
+
+    async def submit(self, job: Job) -> Any:
+        """Queue ``job`` and wait for its committed outcome (or its ``Refusal``)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait(_Entry(job, future))
+        except asyncio.QueueFull:
+            raise WriterUnavailable(
+                "ledger_overloaded", "the writer queue is full; retry shortly"
+            ) from None
+        return await future
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or not self.queue.empty():
+            try:
+                first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
+            except TimeoutError:
+                continue
+            entries = [first]
+            size = first.job.size
+            if self.linger_s > 0 and self.queue.empty():
+                await asyncio.sleep(self.linger_s)
+            while size < self.batch_transfers_max and not self.queue.empty():
+                entry = self.queue.get_nowait()
+                entries.append(entry)
+                size += entry.job.size
+            await self._commit(entries)
+
+    async def _commit(self, entries: list[_Entry]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = await self._apply([e.job for e in entries])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if len(entries) > 1:
+                # One poisoned job must not fail its neighbours: retry each on its own.
+                log.warning("ledger_batch_retried_alone", jobs=len(entries), error=str(exc))
+                self.stats.retried_alone += 1
+                for entry in entries:
+                    await self._commit([entry])
+                return
+            log.error("ledger_batch_failed", error=str(exc))
+            _settle(
+                entries[0].future,
+                WriterUnavailable("ledger_unavailable", "the ledger could not commit; retry"),
+            )
+            return
+        except Exception as exc:  # consumer-loop boundary: a bug fails its batch, not the task
+            log.exception("ledger_batch_crashed", jobs=len(entries))
+            for entry in entries:
+                _settle(entry.future, exc)
+            return
+        self.stats.batches += 1
+        self.stats.jobs += len(entries)
+        self.stats.batch_jobs_max = max(self.stats.batch_jobs_max, len(entries))
+        self.stats.busy_s += time.perf_counter() - started
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            _settle(entry.future, outcome)
+
+    async def _apply(self, jobs: list[Job]) -> list[Any]:
+        transfer_ids: list[str] = []
+        pending_ids: list[str] = []
+        account_ids: list[str] = []
+        barrier_keys: list[tuple[str, str]] = []
+        for job in jobs:
+            if isinstance(job, TransfersJob):
+                for req in job.requests:
+                    transfer_ids.append(req.id)
+                    if req.kind in (KIND_POST, KIND_VOID):
+                        assert req.pending_id is not None
+                        pending_ids.append(req.pending_id)
+                    else:
+                        assert req.debit_account_id and req.credit_account_id
+                        account_ids.extend((req.debit_account_id, req.credit_account_id))
+            elif isinstance(job, TccJob):
+                barrier_keys.append((job.gid, job.branch_id))
+                for leg in job.legs:
+                    account_ids.extend((leg.debit_account_id, leg.credit_account_id))
+            else:
+                pending_ids.extend(job.pending_ids)
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            head_seq, head_hash, head_at = await store.lock_writer(conn)
+            stored = await store.load_stored(conn, transfer_ids)
+            barriers = await store.load_barriers(conn, barrier_keys)
+            for ops in barriers.values():
+                tried = ops.get("try")
+                if tried is not None:
+                    pending_ids.extend(tried.transfer_ids)
+            pendings = await store.load_pendings(conn, pending_ids)
+            for pending in pendings.values():
+                account_ids.extend((pending.debit_account_id, pending.credit_account_id))
+            accounts = await store.load_accounts(conn, account_ids)
+            now = datetime.now(UTC)
+            if head_at is not None and head_at > now:
+                now = head_at  # commit order and time never disagree, even if the clock steps
+            batch = Batch(
+                accounts=accounts,
+                pendings=pendings,
+                stored=stored,
+                barriers=barriers,
+                head_seq=head_seq,
+                head_hash=head_hash,
+                now=now,
+            )
+            outcomes = [_run(batch, job) for job in jobs]
+            await store.append(
+                conn, batch.rows, batch.rejections, batch.new_barriers, batch.deltas()
+            )
+        self.stats.transfers += len(batch.rows)
+        return outcomes
+
+
+def _run(batch: Batch, job: Job) -> Any:
+    try:
+        if isinstance(job, TransfersJob):
+            return batch.apply_transfers(job.requests)
+        if isinstance(job, ExpireJob):
+            return batch.expire(job.pending_ids)
+        if job.op == "try":
+            return batch.tcc_try(job.gid, job.branch_id, job.legs, job.timeout_s)
+        if job.op == "confirm":
+            return batch.tcc_confirm(job.gid, job.branch_id)
+        assert job.op == "cancel"
+        return batch.tcc_cancel(job.gid, job.branch_id)
+    except Refusal as refusal:
+        return refusal
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():  # the caller went away; the outcome is committed and replayable
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+async def expiry_sweeper(
+    pool: asyncpg.Pool,
+    writer: Writer,
+    *,
+    interval_s: float,
+    batch_max: int,
+    stop: asyncio.Event,
+) -> None:
+    """Find pendings past their expiry and let the writer append an ``expire`` record for each
+    one still unresolved (the writer re-checks under its lock, so a confirm that won the race
+    stays confirmed). Only expiries newer than the last swept one are scanned after the first
+    pass, so the scan does not grow with history."""
+    watermark: datetime | None = None
+    while not stop.is_set():
+        try:
+            async with pool.acquire() as conn:
+                rows = await store.expired_pendings(conn, datetime.now(UTC), watermark, batch_max)
+            if rows:
+                await writer.submit(ExpireJob([r["id"] for r in rows]))
+                if len(rows) < batch_max:
+                    watermark = rows[-1]["expires_at"]
+                continue  # more may be waiting
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, WriterUnavailable) as exc:
+            log.warning("ledger_expiry_sweep_retry", error=str(exc))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        except TimeoutError:
+            pass
