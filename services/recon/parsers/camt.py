@@ -85,9 +85,9 @@ def _refuse_dtd(data: bytes) -> None:
         while position < size and data[position] in b" \t\r\n":
             position += 1
         if data.startswith(b"<?", position):
-            end = data.find(b"?>", position)
+            end, closer = data.find(b"?>", position), 2
         elif data.startswith(b"<!--", position):
-            end = data.find(b"-->", position)
+            end, closer = data.find(b"-->", position), 3
         elif data.startswith(b"<!", position):
             raise StatementFormatError(
                 "XML with a DTD (<!DOCTYPE ...>) is refused: no entities, no external references",
@@ -97,7 +97,7 @@ def _refuse_dtd(data: bytes) -> None:
             return
         if end < 0:
             return  # unterminated: the parser reports it with its line
-        position = end + 2
+        position = end + closer
 
 
 class _Reader:
