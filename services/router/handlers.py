@@ -110,8 +110,7 @@ class RouterService:
 
     def live_views(self, config: LiveConfig | None = None) -> dict[str, LiveView]:
         channels = (config or self.config).channels
-        live = self.board.live((ch.id for ch in channels), self.monotonic())
-        return {channel_id: LiveView(*view) for channel_id, view in live.items()}
+        return self.board.live((ch.id for ch in channels), self.monotonic())
 
     def _decide(
         self,

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from services.router.domain.config import Channel, RuleBook
-from services.router.domain.health import PPM
+from services.router.domain.health import PPM, LiveView
 
 # Filter names are part of the wire (decision records, 422 no_eligible_channel): keep stable.
 FILTER_DISABLED = "disabled"
@@ -41,15 +41,6 @@ class PayoutFacts:
     currency: str
     beneficiary_bank: str
     now: datetime  # UTC, for cut-off and maintenance windows
-
-
-class LiveView(NamedTuple):
-    """What the decision needs to know about a channel right now (a tuple: one is built per
-    channel per decision, and a frozen dataclass costs several times more to build)."""
-
-    success_rate_ppm: int
-    latency_ms: float  # EWMA; 0 when unknown
-    breaker_allows: bool
 
 
 @dataclass(slots=True)
@@ -79,11 +70,37 @@ class Candidate:
         }
 
 
+# An excluded channel, kept as a plain tuple on the hot path and turned into a Candidate only
+# when the decision is recorded: most channels are excluded, and a tuple is much cheaper.
+_Excluded = tuple[Channel, str, "str | None", int, "LiveView"]
+
+
 @dataclass(slots=True)
 class Decision:
     chosen: Candidate | None
     reason: str
-    candidates: list[Candidate]
+    slots: list[Candidate | _Excluded]  # in config order
+    _candidates: list[Candidate] | None = None
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        if self._candidates is None:
+            self._candidates = [
+                s
+                if isinstance(s, Candidate)
+                else Candidate(
+                    channel_id=s[0].id,
+                    bank=s[0].bank,
+                    excluded_by=s[1],
+                    detail=s[2],
+                    fee_minor=s[3],
+                    success_rate_ppm=s[4].success_rate_ppm,
+                    latency_ms=s[4].latency_ms,
+                    expected_value_minor=None,
+                )
+                for s in self.slots
+            ]
+        return self._candidates
 
     @property
     def chosen_id(self) -> str | None:
@@ -115,7 +132,7 @@ def decide(
     currency = facts.currency
     bank_code = facts.beneficiary_bank
     minute = facts.now.hour * 60 + facts.now.minute
-    candidates: list[Candidate] = []
+    slots: list[Candidate | _Excluded] = []
     eligible: list[Candidate] = []
     for ch in channels:
         view = live.get(ch.id, _UNKNOWN)
@@ -144,21 +161,21 @@ def decide(
             excluded, detail = FILTER_BREAKER_OPEN, "circuit breaker open"
         elif ch.id in attempted:
             excluded, detail = FILTER_ALREADY_ATTEMPTED, "tried earlier for this payout"
+        if excluded is not None:
+            slots.append((ch, excluded, detail, fee, view))
+            continue
         candidate = Candidate(
             channel_id=ch.id,
             bank=ch.bank,
-            excluded_by=excluded,
-            detail=detail,
+            excluded_by=None,
+            detail=None,
             fee_minor=fee,
             success_rate_ppm=view.success_rate_ppm,
             latency_ms=view.latency_ms,
-            expected_value_minor=None
-            if excluded
-            else view.success_rate_ppm * (amount - fee) // PPM,
+            expected_value_minor=view.success_rate_ppm * (amount - fee) // PPM,
         )
-        candidates.append(candidate)
-        if excluded is None:
-            eligible.append(candidate)
+        slots.append(candidate)
+        eligible.append(candidate)
 
     pinned_by: str | None = None
     preferred_by: str | None = None
@@ -185,11 +202,11 @@ def decide(
         eligible = [c for c in eligible if c.excluded_by is None]
 
     if not eligible:
-        return Decision(None, "no_eligible_channel", candidates)
+        return Decision(None, "no_eligible_channel", slots)
     if reserved_channel is not None:
         for c in eligible:
             if c.channel_id == reserved_channel:
-                return Decision(c, "reserved_by_tcc_try", candidates)
+                return Decision(c, "reserved_by_tcc_try", slots)
     best = min(
         eligible,
         key=lambda c: (
@@ -205,4 +222,4 @@ def decide(
         reason = f"pinned_by_rule:{pinned_by}"
     else:
         reason = "highest_expected_value"
-    return Decision(best, reason, candidates)
+    return Decision(best, reason, slots)

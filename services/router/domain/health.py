@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 PPM = 1_000_000
 
@@ -31,6 +32,15 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class LiveView(NamedTuple):
+    """What the decision needs to know about a channel right now (a tuple: one is built per
+    channel per decision, and a frozen dataclass costs several times more to build)."""
+
+    success_rate_ppm: int
+    latency_ms: float  # EWMA; 0 when unknown
+    breaker_allows: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,12 +348,12 @@ class HealthBoard:
         self._note(health.breaker.poll(now_s))
         return health.breaker.allows(now_s)
 
-    def live(self, channel_ids: Iterable[str], now_s: float) -> dict[str, tuple[int, float, bool]]:
+    def live(self, channel_ids: Iterable[str], now_s: float) -> dict[str, LiveView]:
         """(success rate ppm, latency EWMA ms, breaker lets a request through) per channel.
 
         Runs for every channel on every decision, so it is written flat: no per-channel
         method calls unless a breaker is not closed or the window has something to forget."""
-        out: dict[str, tuple[int, float, bool]] = {}
+        out: dict[str, LiveView] = {}
         channels = self.channels
         closed = BreakerState.CLOSED
         prior = self.policy.prior_success_ppm
@@ -365,7 +375,7 @@ class HealthBoard:
                 window._evict(now_s)
             counted = window._healthy + window._faults
             rate = prior if counted == 0 else window._healthy * PPM // counted
-            out[channel_id] = (rate, window.latency_ewma_ms or 0.0, allows)
+            out[channel_id] = LiveView(rate, window.latency_ewma_ms or 0.0, allows)
         return out
 
     def adopt(self, channel_id: str, state: BreakerState, now_s: float) -> Transition | None:
