@@ -48,6 +48,7 @@ TEST_BANKS: dict[str, dict[str, Any]] = {
     "refuser": bank(success_rate=0.0, failure_mix={"rejected": 1, "insufficient_liquidity": 1}),
     "closed": bank(maintenance_windows=["00:00-24:00"]),
     "late": bank(cutoff="00:00", after_cutoff="reject"),
+    "nextday": bank(cutoff="00:00", after_cutoff="next_day"),
     "limited": bank(daily_limit_minor=1000),
     "lossy": bank(),
     "ambiguous": bank(),

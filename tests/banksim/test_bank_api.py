@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -137,6 +138,17 @@ async def test_refusals_before_acceptance_are_not_recorded(
     status, problem = await inquire(http, banksim, bank, reference)
     assert status == 404 and problem["code"] == "transfer_not_found"
     assert await journal(http, banksim, bank) == []
+
+
+async def test_a_payment_after_the_cutoff_executes_with_the_next_days_value_date(
+    banksim: ServiceProcess, http: aiohttp.ClientSession
+) -> None:
+    reference = ref()
+    status, answer = await post(http, banksim, "nextday", transfer(reference))
+    assert (status, answer["status"]) == (200, "paid")
+    row = next(t for t in await journal(http, banksim, "nextday") if t["reference"] == reference)
+    executed = datetime.fromisoformat(row["executed_at"]).date()
+    assert date.fromisoformat(row["value_date"]) == executed + timedelta(days=1)
 
 
 async def test_the_daily_limit_refuses_what_would_exceed_it_and_counts_only_executions(
