@@ -172,6 +172,7 @@ def parse(data: bytes, *, channel: str) -> list[Statement]:
         if code == "02":
             group_date = _date(_field(f, 3), n)
             group_currency = _field(f, 5) or "USD"
+            exponent(group_currency, line_number=n)
             group_total = group_accounts = 0
             group_records = 1
             expected = "03|98"
