@@ -438,6 +438,21 @@ class Coordinator:
                     status=reply.status,
                     code=reply.code,
                 )
+                async with self._fenced(gid, epoch) as conn:
+                    # One alert per transaction: an operator must look (e.g. an expired hold).
+                    if not await conn.fetchval(
+                        "SELECT 1 FROM alerts WHERE payout_id = $1 AND code = 'tcc_phase2_refused'",
+                        tx["payout_id"],
+                    ):
+                        await store.raise_alert(
+                            conn,
+                            code="tcc_phase2_refused",
+                            severity="critical",
+                            message=f"{branch['participant']} refused {action} of {gid}/"
+                            f"{branch['branch_id']}: {reply.status} {reply.code}",
+                            payout_id=tx["payout_id"],
+                            now=_now(),
+                        )
                 await self._backoff(gid, epoch, tx["attempts"], f"{action} refused: {reply.code}")
                 return False
             async with self._fenced(gid, epoch) as conn:

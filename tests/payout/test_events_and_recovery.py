@@ -285,3 +285,37 @@ async def test_the_decision_cannot_flip_even_by_a_direct_update(harness: Harness
             raise AssertionError("the decision changed")
     finally:
         await conn.close()
+
+
+async def test_a_participant_refusing_phase_two_keeps_retrying_and_raises_one_alert(
+    harness: Harness,
+) -> None:
+    merchant = await harness.merchant()
+    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000003"))
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "submitted"), message="sub")
+    # The ledger lost the hold (e.g. it expired): confirm is refused.
+    for branch in harness.ledger.branches.values():
+        branch["status"] = "cancelled"
+    await _publish(
+        harness,
+        "attempt.resolved",
+        {
+            "payout_id": payout["id"],
+            "attempt_id": f"att_{payout['id']}",
+            "channel_id": "ch_fake",
+            "bank": "fakebank",
+            "status": "succeeded",
+        },
+    )
+    await wait_until(
+        lambda: _is(harness.fetchval("SELECT count(*) FROM alerts"), 1), message="alert"
+    )
+    await wait_until(lambda: _at_least(harness.ledger.calls["confirm"], 3), message="retries")
+    assert await harness.fetchval("SELECT code FROM alerts") == "tcc_phase2_refused"
+    assert await harness.fetchval("SELECT count(*) FROM alerts") == 1
+    assert await harness.fetchval("SELECT state FROM global_tx") == "confirming"
+    assert await merchant.status_of(payout["id"]) == "submitted"  # never shown paid
+
+
+async def _at_least(value: int, minimum: int) -> bool:
+    return value >= minimum
