@@ -57,6 +57,44 @@ async def enqueue(
     return envelope
 
 
+async def enqueue_many(
+    conn: asyncpg.Connection,
+    events: list[dict[str, Any]],
+    *,
+    producer: str,
+    correlation_id: str | None = None,
+    now: datetime | None = None,
+) -> list[Envelope]:
+    """``enqueue`` for many events in one statement (each dict: event_type, aggregate_id,
+    aggregate_version, data; optional causation_id, schema_version). Same transaction rules."""
+    occurred_at = now or datetime.now(UTC)
+    envelopes = [
+        Envelope(
+            event_id=str(uuid.uuid4()),
+            event_type=e["event_type"],
+            schema_version=e.get("schema_version", 1),
+            occurred_at=occurred_at,
+            producer=producer,
+            correlation_id=correlation_id,
+            causation_id=e.get("causation_id"),
+            aggregate_id=e["aggregate_id"],
+            aggregate_version=e["aggregate_version"],
+            data=e["data"],
+        )
+        for e in events
+    ]
+    if envelopes:
+        await conn.execute(
+            """INSERT INTO outbox(event_id, event_type, payload, correlation_id)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[])""",
+            [uuid.UUID(e.event_id) for e in envelopes],
+            [e.event_type for e in envelopes],
+            [encode(e) for e in envelopes],
+            [correlation_id] * len(envelopes),
+        )
+    return envelopes
+
+
 async def claim_inbox(conn: asyncpg.Connection, consumer: str, event_id: str) -> bool:
     """Record that ``consumer`` handles ``event_id``; False if it already did (no effect)."""
     row = await conn.fetchval(

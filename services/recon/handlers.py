@@ -419,8 +419,13 @@ class ReconService:
                     inputs,
                     identity,
                     now,
+                    timings,
                 )
-                timings["persist_s"] = loop.time() - started - sum(timings.values())
+                timings["persist_s"] = (
+                    loop.time()
+                    - started
+                    - sum(v for k, v in timings.items() if k in ("records_s", "match_s"))
+                )
             finally:
                 con.close()
         finally:
@@ -463,7 +468,10 @@ class ReconService:
         inputs: dict[str, Any],
         identity: str,
         now: datetime,
+        timings: dict[str, float],
     ) -> RunOutcome:
+        clock = asyncio.get_running_loop().time
+        mark = clock()
         report_dir = self.settings.data_dir / "reports" / channel / run_id
         report_dir.mkdir(parents=True, exist_ok=True)
         matches_csv = work / "matches.csv"
@@ -475,6 +483,7 @@ class ReconService:
         reevaluated = await asyncio.to_thread(engine.earlier_attempt_ids)
         report = report_dir / "summary.json"
         summary_dict = summary.as_dict()
+        timings["persist_export_s"] = clock() - mark
         async with self.pool.acquire() as conn, conn.transaction():
             await repo.supersede_current(conn, channel, business_date, run_id, now)
             await repo.insert_run(
@@ -497,28 +506,35 @@ class ReconService:
                     "finished_at": max(now, datetime.now(UTC)),
                 },
             )
+            mark = clock()
             await repo.copy_csv(conn, "recon_matches", repo.MATCH_COLUMNS, matches_csv)
             await repo.copy_csv(conn, "recon_breaks", repo.BREAK_COLUMNS, breaks_csv)
+            timings["persist_copy_s"] = clock() - mark
             await repo.close_carried_timing(conn, channel, business_date, run_id, reevaluated, now)
-            for row in await repo.insert_resolutions(conn, run_id, resolutions):
-                await outbox.enqueue(
-                    conn,
-                    event_type="recon.payout_resolved",
-                    producer=PRODUCER,
-                    aggregate_id=row["payout_id"],
-                    aggregate_version=1,
-                    data={
-                        "payout_id": row["payout_id"],
-                        "attempt_id": row["attempt_id"],
-                        "outcome": row["outcome"],
-                        "amount_minor": row["amount_minor"],
-                        "currency": row["currency"],
-                        "statement_id": row["statement_id"],
-                        "line_number": row["line_number"],
-                        "run_id": run_id,
-                    },
-                    now=now,
-                )
+            new_resolutions = await repo.insert_resolutions(conn, run_id, resolutions)
+            await outbox.enqueue_many(
+                conn,
+                [
+                    {
+                        "event_type": "recon.payout_resolved",
+                        "aggregate_id": row["payout_id"],
+                        "aggregate_version": 1,
+                        "data": {
+                            "payout_id": row["payout_id"],
+                            "attempt_id": row["attempt_id"],
+                            "outcome": row["outcome"],
+                            "amount_minor": row["amount_minor"],
+                            "currency": row["currency"],
+                            "statement_id": row["statement_id"],
+                            "line_number": row["line_number"],
+                            "run_id": run_id,
+                        },
+                    }
+                    for row in new_resolutions
+                ],
+                producer=PRODUCER,
+                now=now,
+            )
             for code, figures in sorted(summary.breaks.items()):
                 await self._alert(
                     conn,

@@ -59,24 +59,14 @@ def quote(value: str) -> str:
 
 
 def write_lines(statements: Iterable[Statement], path: Path) -> int:
-    columns: dict[str, list[Any]] = {name: [] for name in LINE_COLUMNS}
-    for st in statements:
-        for line in st.lines:
-            columns["channel"].append(line.channel)
-            columns["statement_id"].append(line.statement_id)
-            columns["line_number"].append(line.line_number)
-            columns["booking_date"].append(line.booking_date)
-            columns["value_date"].append(line.value_date)
-            columns["direction"].append(line.direction.value)
-            columns["amount_minor"].append(line.amount_minor)
-            columns["currency"].append(line.currency)
-            columns["fee_minor"].append(line.fee_minor)
-            columns["our_reference"].append(line.our_reference)
-            columns["bank_reference"].append(line.bank_reference)
-            columns["end_to_end_id"].append(line.end_to_end_id)
-            columns["counterparty"].append(line.counterparty)
-            columns["raw"].append(line.raw)
+    lines = [line for st in statements for line in st.lines]
+    # One comprehension per column: far cheaper than appending field by field per line.
+    columns: dict[str, list[Any]] = {
+        name: [getattr(line, name) for line in lines] for name in LINE_COLUMNS
+    }
+    columns["direction"] = [line.direction.value for line in lines]
     frame = pl.DataFrame(columns, schema=LINE_SCHEMA)
+    del columns, lines
     _write_atomically(frame, path)
     return frame.height
 
