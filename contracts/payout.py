@@ -350,6 +350,18 @@ class WebhookDelivery(Response, kw_only=True):
     delivered_at: datetime | None
 
 
+class WebhookAttempt(Response, kw_only=True):
+    attempt_no: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDeliveryDetail(WebhookDelivery, kw_only=True):
+    attempt_log: list[WebhookAttempt]
+
+
 class WebhookDeliveryList(Response, kw_only=True):
     object: str = "list"
     data: list[WebhookDelivery]
@@ -680,6 +692,17 @@ OPERATIONS: list[Operation] = [
         params=(*_PAGE, Param("status", "query", {"type": "string"})),
         security=A,
         error_codes=(400, 401),
+        tags=("admin",),
+    ),
+    Operation(
+        "GET",
+        "/admin/webhook_deliveries/{delivery_id}",
+        "adminGetDelivery",
+        "A webhook delivery with every attempt (status code, error, duration)",
+        responses={200: WebhookDeliveryDetail},
+        params=(Param("delivery_id", "path", _ID),),
+        security=A,
+        error_codes=(401, 404),
         tags=("admin",),
     ),
     Operation(

@@ -548,6 +548,29 @@ async def list_deliveries(ctx: Context, query: dict[str, str]) -> dict[str, Any]
     }
 
 
+async def delivery_detail(ctx: Context, delivery_id: str) -> dict[str, Any]:
+    row = await ctx.pool.fetchrow("SELECT * FROM webhook_deliveries WHERE id = $1", delivery_id)
+    if row is None:
+        raise ProblemError(404, "delivery_not_found", "Delivery not found", delivery_id)
+    attempts = await ctx.pool.fetch(
+        "SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt_no, id",
+        delivery_id,
+    )
+    return {
+        **delivery_object(row),
+        "attempt_log": [
+            {
+                "attempt_no": a["attempt_no"],
+                "attempted_at": _iso(a["attempted_at"]),
+                "status_code": a["status_code"],
+                "error": a["error"],
+                "duration_ms": a["duration_ms"],
+            }
+            for a in attempts
+        ],
+    }
+
+
 async def resend_delivery(ctx: Context, delivery_id: str) -> dict[str, Any]:
     now = now_utc()
     async with ctx.pool.acquire() as conn, conn.transaction():

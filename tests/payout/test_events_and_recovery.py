@@ -101,7 +101,10 @@ async def test_webhooks_are_signed_retried_after_three_failures_and_every_attemp
             (3, 500),
             (4, 204),
         ]
-        assert await harness.fetchval("SELECT status FROM webhook_deliveries") == "delivered"
+        delivery_id = await harness.fetchval("SELECT id FROM webhook_deliveries")
+        status, detail = await harness.admin("GET", f"/admin/webhook_deliveries/{delivery_id}")
+        assert status == 200 and detail["status"] == "delivered" and detail["attempts"] == 4
+        assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 500, 204]
     finally:
         await server.close()
 

@@ -263,6 +263,12 @@ async def admin_list_deliveries(request: web.Request) -> web.Response:
     return json_response(await operations.list_deliveries(_ctx(request), _query(request)))
 
 
+async def admin_get_delivery(request: web.Request) -> web.Response:
+    return json_response(
+        await operations.delivery_detail(_ctx(request), request.match_info["delivery_id"])
+    )
+
+
 async def admin_resend(request: web.Request) -> web.Response:
     return json_response(
         await operations.resend_delivery(_ctx(request), request.match_info["delivery_id"])
@@ -295,4 +301,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/payouts/{payout_id}/mark_failed", admin_mark_failed)
     r.add_get("/admin/payouts/{payout_id}/audit", admin_audit)
     r.add_get("/admin/webhook_deliveries", admin_list_deliveries)
+    r.add_get("/admin/webhook_deliveries/{delivery_id}", admin_get_delivery)
     r.add_post("/admin/webhook_deliveries/{delivery_id}/resend", admin_resend)
