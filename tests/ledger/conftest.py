@@ -56,10 +56,10 @@ def settings(run_id: str, app_role: str, granted_dsns: list[str]) -> Settings:
     return prepared
 
 
-def fresh_settings(run_id: str, granted_dsns: list[str], name: str, **extra: str) -> Settings:
+async def fresh_settings(run_id: str, granted_dsns: list[str], name: str, **extra: str) -> Settings:
     """A separate ledger database (for tests that break the chain or need a clean slate)."""
     prepared = from_env(ledger_env(run_id, prefix=f"{run_id}_{name}_", **extra))
-    infra.run(prepare(prepared))
+    await prepare(prepared)
     granted_dsns.append(prepared.owner_dsn)
     return prepared
 
