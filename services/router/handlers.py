@@ -357,93 +357,107 @@ class RouterService:
         decision_id = new_id("dec")
         config = self.config  # one config for the whole use case, even across a reload
         permit = None
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                res = await store.open_reservation_for_gid(conn, sub["gid"])
-                used = await store.quota_used(conn, today)
-                reserved_channel = None
-                if res is not None and res["business_date"] == today:
-                    reserved_channel = res["channel_id"]
-                    # Our own reservation must not count against us on the reserved channel.
-                    used[reserved_channel] = used.get(reserved_channel, 0) - res["amount_minor"]
-                skip: set[str] = set()
-                while True:
-                    decision = self._decide(
-                        facts,
-                        used,
-                        attempted=attempted,
-                        skip=skip,
-                        reserved_channel=reserved_channel,
-                        config=config,
-                    )
-                    chosen = decision.chosen_id
-                    if chosen is None:
-                        break
-                    if res is not None and chosen != res["channel_id"]:
-                        quota = config.by_id[chosen].daily_quota_minor
-                        if not await store.reserve_quota(
-                            conn, chosen, today, res["amount_minor"], quota
-                        ):
-                            used[chosen] = quota  # lost a race for the last of its quota
+        try:
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    res = await store.open_reservation_for_gid(conn, sub["gid"])
+                    used = await store.quota_used(conn, today)
+                    reserved_channel = None
+                    if res is not None and res["business_date"] == today:
+                        reserved_channel = res["channel_id"]
+                        # Our own reservation must not count against us on the reserved channel.
+                        used[reserved_channel] = used.get(reserved_channel, 0) - res["amount_minor"]
+                    skip: set[str] = set()
+                    while True:
+                        decision = self._decide(
+                            facts,
+                            used,
+                            attempted=attempted,
+                            skip=skip,
+                            reserved_channel=reserved_channel,
+                            config=config,
+                        )
+                        chosen = decision.chosen_id
+                        if chosen is None:
+                            break
+                        if res is not None and chosen != res["channel_id"]:
+                            quota = config.by_id[chosen].daily_quota_minor
+                            await store.lock_quota_rows(
+                                conn,
+                                [(res["channel_id"], res["business_date"]), (chosen, today)],
+                            )
+                            if not await store.reserve_quota(
+                                conn, chosen, today, res["amount_minor"], quota
+                            ):
+                                used[chosen] = quota  # lost a race for the last of its quota
+                                continue
+                        permit = self.board.acquire(chosen, self.monotonic())
+                        if permit is None:  # the breaker filled up since the decision
+                            skip.add(chosen)
                             continue
-                    permit = self.board.acquire(chosen, self.monotonic())
-                    if permit is None:  # the breaker filled up since the decision
-                        skip.add(chosen)
-                        continue
-                    break
-                await store.insert_decision(
-                    conn,
-                    decision_id,
-                    payout_id,
-                    "submission",
-                    chosen,
-                    decision.reason,
-                    {**_facts(facts), "attempted": sorted(attempted)},
-                    [c.to_dict() for c in decision.candidates],
-                )
-                if chosen is None:
-                    await store.close_submission(
+                        break
+                    await store.insert_decision(
                         conn,
+                        decision_id,
                         payout_id,
-                        OutcomeClass.DEFINITE_NON_EXECUTION.value,
-                        "no_eligible_channel",
-                        "; ".join(
-                            f"{e['channel_id']}: {e['excluded_by']}" for e in decision.exclusions()
-                        )[:1000],
+                        "submission",
+                        chosen,
+                        decision.reason,
+                        {**_facts(facts), "attempted": sorted(attempted)},
+                        [c.to_dict() for c in decision.candidates],
                     )
-                    return
-                assert permit is not None
-                channel = config.by_id[chosen]
-                if res is not None and chosen != res["channel_id"]:
-                    await store.release_quota(
-                        conn,
-                        res["channel_id"],
-                        res["business_date"],
-                        res["amount_minor"],
-                        consume=False,
-                    )
-                    await store.set_reservation(
-                        conn, res["gid"], res["branch_id"], channel_id=chosen
-                    )
-                try:
-                    await store.insert_attempt(
-                        conn,
-                        now
-                        + timedelta(seconds=self.tuning.bank_timeout_s + SENDING_LEASE_MARGIN_S),
-                        attempt_id=attempt_id,
-                        payout_id=payout_id,
-                        seq=len(rows) + 1,
-                        channel_id=chosen,
-                        bank=channel.bank,
-                        decision_id=decision_id,
-                        amount_minor=sub["amount_minor"],
-                        currency=sub["currency"],
-                        sent_at=now,
-                    )
-                except (store.LiveAttemptExists, asyncpg.UniqueViolationError):
-                    # A concurrent request for the same payout won; ours never reaches a bank.
-                    self.board.release(permit, self.monotonic(), None, None)
-                    raise _LostRace() from None
+                    if chosen is None:
+                        await store.close_submission(
+                            conn,
+                            payout_id,
+                            OutcomeClass.DEFINITE_NON_EXECUTION.value,
+                            "no_eligible_channel",
+                            "; ".join(
+                                f"{e['channel_id']}: {e['excluded_by']}"
+                                for e in decision.exclusions()
+                            )[:1000],
+                        )
+                        return
+                    assert permit is not None
+                    channel = config.by_id[chosen]
+                    if res is not None and chosen != res["channel_id"]:
+                        await store.release_quota(
+                            conn,
+                            res["channel_id"],
+                            res["business_date"],
+                            res["amount_minor"],
+                            consume=False,
+                        )
+                        await store.set_reservation(
+                            conn, res["gid"], res["branch_id"], channel_id=chosen
+                        )
+                    try:
+                        await store.insert_attempt(
+                            conn,
+                            now
+                            + timedelta(
+                                seconds=self.tuning.bank_timeout_s + SENDING_LEASE_MARGIN_S
+                            ),
+                            attempt_id=attempt_id,
+                            payout_id=payout_id,
+                            seq=len(rows) + 1,
+                            channel_id=chosen,
+                            bank=channel.bank,
+                            decision_id=decision_id,
+                            amount_minor=sub["amount_minor"],
+                            currency=sub["currency"],
+                            sent_at=now,
+                        )
+                    except (store.LiveAttemptExists, asyncpg.UniqueViolationError):
+                        # A concurrent request for the same payout won; ours never reaches a bank.
+                        self.board.release(permit, self.monotonic(), None, None)
+                        permit = None
+                        raise _LostRace() from None
+        except BaseException:
+            # Never reached the bank: a probe slot taken above must not stay taken.
+            if permit is not None:
+                self.board.release(permit, self.monotonic(), None, None)
+            raise
         # COMMITTED: from here on a crash leaves a `sending` row that recovery inquires about.
         outcome: BankOutcome | None = None
         latency_ms: float | None = None
@@ -682,7 +696,15 @@ class RouterService:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await store.claim_due(conn, now, lease, self.tuning.inquiry_batch_max)
         if rows:
-            await asyncio.gather(*(self._inquire(r) for r in rows))
+            results = await asyncio.gather(
+                *(self._inquire(r) for r in rows), return_exceptions=True
+            )
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, Exception):
+                    # The lease lapses and the next round retries this attempt.
+                    log.warning("inquiry_failed", attempt_id=row["attempt_id"], error=repr(result))
+                elif isinstance(result, BaseException):
+                    raise result
         return len(rows)
 
     # ---------------------------------------------------------------- callbacks

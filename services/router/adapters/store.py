@@ -87,6 +87,20 @@ async def reserve_quota(
     return row is not None
 
 
+async def lock_quota_rows(conn: asyncpg.Connection, keys: list[tuple[str, date]]) -> None:
+    """Lock quota rows in one global order, so two payouts falling back across the same two
+    channels in opposite directions cannot deadlock."""
+    ordered = sorted(set(keys))
+    await conn.execute(
+        """SELECT 1 FROM channel_quota q
+           JOIN unnest($1::text[], $2::date[]) AS k(channel_id, business_date)
+             ON q.channel_id = k.channel_id AND q.business_date = k.business_date
+           ORDER BY q.channel_id, q.business_date FOR UPDATE OF q""",
+        [k[0] for k in ordered],
+        [k[1] for k in ordered],
+    )
+
+
 async def release_quota(
     conn: asyncpg.Connection, channel_id: str, business_date: date, amount: int, *, consume: bool
 ) -> None:
