@@ -79,7 +79,7 @@ def _table(statements: list[Statement]) -> str:
             sign = "-" if ln.direction.value == "debit" else "+"
             out.append(
                 f"  {ln.line_number:>7} {ln.booking_date} {ln.value_date} "
-                f"{sign}{from_minor(ln.amount_minor, ln.currency):>14} {ln.currency} "
+                f"{sign + from_minor(ln.amount_minor, ln.currency):>15} {ln.currency} "
                 f"ours={ln.our_reference or '-'} bank={ln.bank_reference or '-'} "
                 f"e2e={ln.end_to_end_id or '-'} fee={ln.fee_minor} {ln.counterparty or ''}"
             )

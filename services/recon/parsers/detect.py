@@ -10,7 +10,9 @@ FORMATS = ("csv", "mt940", "camt053", "camt054", "bai2")
 
 _HEAD_BYTES = 64 * 1024
 _CAMT = re.compile(rb"urn:iso:std:iso:20022:tech:xsd:camt\.(053|054)\.")
-_MT940_TAG = re.compile(rb"(?m)^(?:\{1:|:(?:20|25|28C?|60[FM]|61|62[FM]|86|NS):)")
+_MT940_TAG = re.compile(
+    rb"(?m)^(?:\{1:|:(?:20|21|25|28C?|34F|13D?|60[FM]|61|62[FM]|64|65|86|90[CD]|NS):)"
+)
 _CSV_DELIMITERS = (b",", b";", b"\t", b"|")
 
 
