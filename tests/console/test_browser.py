@@ -36,7 +36,9 @@ def major(minor: int, currency: str) -> Decimal:
 async def test_finance_staff_sign_in_open_a_run_filter_breaks_resolve_one_and_download_the_xlsx(
     browser: Any, recon: Recon
 ) -> None:
-    context = await browser.new_context(accept_downloads=True, viewport={"width": 1360, "height": 900})
+    context = await browser.new_context(
+        accept_downloads=True, viewport={"width": 1360, "height": 900}
+    )
     page = await context.new_page()
     await page.goto(recon.url + "/runs")  # not signed in: the sign-in form, then back here
     await page.wait_for_selector("form.signin")
@@ -62,7 +64,9 @@ async def test_finance_staff_sign_in_open_a_run_filter_breaks_resolve_one_and_do
     cards = await page.locator(".card").all_inner_texts()
     assert f"Lines\n{run['line_count']:,}" in cards
     assert f"Breaks\n{run['break_count']:,}" in cards
-    pass_names = await page.locator("section:has(h2:text('Per pass')) tbody td:first-child").all_inner_texts()
+    pass_names = await page.locator(
+        "section:has(h2:text('Per pass')) tbody td:first-child"
+    ).all_inner_texts()
     assert pass_names == sorted(run["summary"]["passes"])
     await screenshot(page, "03-run-detail")
 
@@ -76,7 +80,9 @@ async def test_finance_staff_sign_in_open_a_run_filter_breaks_resolve_one_and_do
     breaks_api: list[dict[str, Any]] = []
     cursor = None
     while True:
-        q = f"/v1/recon/breaks/search?run_id={run_id}&limit=50" + (f"&cursor={cursor}" if cursor else "")
+        q = f"/v1/recon/breaks/search?run_id={run_id}&limit=50" + (
+            f"&cursor={cursor}" if cursor else ""
+        )
         body = await recon.api("GET", q)
         breaks_api += body["breaks"]
         cursor = body["next_cursor"]
@@ -95,6 +101,7 @@ async def test_finance_staff_sign_in_open_a_run_filter_breaks_resolve_one_and_do
             assert Decimal(str(row["amount"])) == major(b["amount_minor"], b["currency"])
     matched = list(book["matched"].iter_rows(values_only=True))
     m_header, matched = matched[0], matched[1:]
+    assert m_header[:4] == ("statement_id", "line_number", "attempt_id", "pass")
     assert len({(r[0], r[1]) for r in matched}) == run["matched_lines"]
     summary = list(book["summary"].iter_rows(values_only=True))
     per_pass = {r[1]: r for r in summary if r[0] == "pass"}
@@ -118,7 +125,8 @@ async def test_finance_staff_sign_in_open_a_run_filter_breaks_resolve_one_and_do
     await page.click("#break-filters button[type=submit]")
     await page.wait_for_url(re.compile(r"code=amount_mismatch"))
     expected = [
-        b for b in breaks_api
+        b
+        for b in breaks_api
         if b["code"] == "amount_mismatch" and 1000 <= (b["amount_minor"] or 0) <= 10_000_000
     ]
     assert expected, "the generated day has amount mismatches"
