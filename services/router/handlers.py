@@ -498,8 +498,8 @@ class RouterService:
     async def _apply(
         self, attempt_id: str, outcome: BankOutcome, *, by: str, from_response: bool = False
     ) -> tuple[bool, str]:
-        """Move an attempt by a bank's answer; announce final outcomes that were not the
-        synchronous answer to the submission. Returns (applied, status now)."""
+        """Move an attempt by a bank's answer and announce outcomes that decide the payout.
+        Returns (applied, status now)."""
         now = self.utcnow()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.attempt_for_update(conn, attempt_id)
@@ -547,7 +547,15 @@ class RouterService:
                 next_inquiry_at=next_at,
                 inquiries_added=1 if by == "inquiry" else 0,
             )
-            if final and not from_response:
+            # Announce every outcome that decides the payout. A synchronous answer is announced
+            # too (the caller may have timed out and only see "unknown" on its repeat); a
+            # definite refusal answered synchronously is not, because the submission moves on
+            # to the next channel and the payout is not decided by it.
+            decisive = new is AttemptStatus.SUCCEEDED or (
+                new is AttemptStatus.FAILED
+                and (not from_response or failure_class == OutcomeClass.BENEFICIARY_ERROR)
+            )
+            if final and decisive:
                 await outbox.enqueue(
                     conn,
                     event_type="attempt.resolved",

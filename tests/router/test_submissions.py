@@ -91,6 +91,14 @@ async def test_a_definite_refusal_falls_back_to_the_next_channel_within_the_payo
         "definite_non_execution",
     )
     assert first["failure_code"] == "outage" and second["status"] == "succeeded"
+    # Only the decisive outcome is announced; the refusal that led to a fallback is not.
+    payloads = await router.service.pool.fetch(
+        "SELECT payload FROM outbox WHERE event_type = 'attempt.resolved'"
+    )
+    announced = [msgspec.json.decode(bytes(p["payload"]))["data"] for p in payloads]
+    assert [(e["attempt_id"], e["status"]) for e in announced] == [
+        (second["attempt_id"], "succeeded")
+    ]
     assert await _executions(bank_admin, first["attempt_id"]) == []
     decision = await router.call("GET", f"/v1/decisions/{second['attempt_id']}")
     excluded = {c["channel_id"]: c["excluded_by"] for c in decision["candidates"]}
