@@ -121,6 +121,10 @@ class _Reader:
         self.t_nm, self.t_pty = n + "Nm", n + "Pty"
         self.dates: dict[str, date] = {}
         self.other_balance_currency = ""
+        # Where the next <Ntry> source text starts: ``raw`` is sliced from the bytes (exact and
+        # cheaper than re-serialising the element) while the scan agrees with the parser.
+        self.scan_position = 0
+        self.scan_line = 1
 
     def read(self) -> list[Statement]:
         statements: list[Statement] = []
@@ -288,8 +292,30 @@ class _Reader:
             bank_reference=bank_reference,
             end_to_end_id=end_to_end,
             counterparty=counterparty,
-            raw=etree.tostring(ntry, encoding="unicode", with_tail=False),
+            raw=self._raw(ntry, number),
         )
+
+    def _raw(self, ntry: Any, line_number: int) -> str:
+        """The entry's source text: the next ``<Ntry`` … ``</Ntry>`` in the bytes, provided it
+        starts on the line the parser reports (a prefix or a comment holding ``<Ntry`` makes
+        the scan disagree; the element is then serialised instead)."""
+        if self.scan_position < 0:
+            return str(etree.tostring(ntry, encoding="unicode", with_tail=False))
+        data = self.data
+        prefix = ntry.prefix
+        name = b"Ntry" if prefix is None else prefix.encode() + b":Ntry"
+        start = data.find(b"<" + name, self.scan_position)
+        if start >= 0:
+            self.scan_line += data.count(b"\n", self.scan_position, start)
+            close = b"</" + name + b">"
+            end = data.find(close, start)
+            if end >= 0 and self.scan_line == line_number:
+                end += len(close)
+                self.scan_line += data.count(b"\n", start, end)
+                self.scan_position = end
+                return data[start:end].decode("utf-8", "replace")
+        self.scan_position = -1  # out of step for good: serialise from here on
+        return str(etree.tostring(ntry, encoding="unicode", with_tail=False))
 
     def _transaction(
         self, tx: Any, direction: Direction

@@ -248,3 +248,31 @@ def test_a_camt054_is_refused_when_a_camt053_was_asked_for() -> None:
     data = _document("054", [(100, True, "att_1", 0)], "EUR")
     with pytest.raises(StatementFormatError, match="expected camt053, found camt054"):
         camt.parse(data, channel="c", expect="camt053")
+
+
+def test_raw_is_the_entrys_source_text_and_a_prefixed_document_parses_the_same() -> None:
+    data = sample("camt053/camt053.v2.minimal.xml")
+    (plain,) = camt.parse(data, channel="c")
+    text = data.decode()
+    start = text.index("<Ntry>")
+    assert plain.lines[0].raw == text[start : text.index("</Ntry>") + len("</Ntry>")]
+    prefixed = (
+        text.replace('xmlns="urn:', 'xmlns:c="urn:')
+        .replace("<", "<c:")
+        .replace("<c:/", "</c:")
+        .replace("<c:?xml", "<?xml")
+        .replace("<c:!--", "<!--")
+    )
+    (other,) = camt.parse(prefixed.encode(), channel="c")
+    assert other.lines[0].raw.startswith("<c:Ntry>") and other.lines[0].raw.endswith("</c:Ntry>")
+    strip = lambda st: [(ln.amount_minor, ln.direction, ln.booking_date) for ln in st.lines]  # noqa: E731
+    assert strip(other) == strip(plain) and other.opening == plain.opening
+
+
+def test_a_comment_holding_an_entry_tag_does_not_mix_up_raw_texts() -> None:
+    data = sample("camt053/camt053.v2.multi.statement.xml").replace(
+        b"<Stmt>", b"<!-- <Ntry>decoy</Ntry> --><Stmt>", 1
+    )
+    first, second = camt.parse(data, channel="c")
+    assert "decoy" not in first.lines[0].raw and "8.85" in first.lines[0].raw
+    assert "7.00" in second.lines[0].raw
