@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import random
 import time
 from typing import Any
 
@@ -440,3 +442,45 @@ async def test_bad_input_on_every_endpoint_answers_problem_json_and_changes_noth
         "outbox",
     ):
         assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+
+
+async def test_racing_try_confirm_cancel_leave_exactly_one_effect_per_branch(
+    make_router: RouterFactory,
+) -> None:
+    router = await make_router(
+        channels=[{"id": "ch_q", "bank": "northbank", "currency": "EUR"}],
+        env={"DB_POOL_MAX": "20"},
+    )
+    rng = random.Random(3)
+    plans = {
+        f"gtx_race_{i}": rng.choice(
+            [
+                ["try", "try", "confirm", "confirm"],
+                ["try", "cancel", "cancel", "try"],
+                ["cancel", "try"],
+                ["try", "confirm", "cancel"],
+            ]
+        )
+        for i in range(40)
+    }
+    amounts = {gid: 100 + i for i, gid in enumerate(plans)}
+
+    async def op(gid: str, name: str) -> tuple[str, str, int]:
+        body = _try_body(gid, amounts[gid]) if name == "try" else None
+        async with router.session.post(
+            f"{router.url}/v1/tcc/{gid}/router/{name}", json=body, headers=router.headers
+        ) as resp:
+            return gid, name, resp.status
+
+    calls = [op(gid, name) for gid, names in plans.items() for name in names]
+    rng.shuffle(calls)
+    results = await asyncio.gather(*calls)
+    confirmed = {gid for gid, name, status in results if name == "confirm" and status == 200}
+    cancelled = {gid for gid, name, status in results if name == "cancel" and status == 200}
+    assert not confirmed & cancelled
+    assert all(status in (200, 409) for _, _, status in results)
+    for gid in set(plans) - confirmed - cancelled:  # the coordinator would cancel these
+        await router.call("POST", f"/v1/tcc/{gid}/router/cancel")
+    reserved, consumed = (await _quota(router))["ch_q"]
+    assert reserved == 0
+    assert consumed == sum(amounts[gid] for gid in confirmed)
