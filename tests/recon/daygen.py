@@ -156,7 +156,7 @@ def generate(
                 rec = record(case, days_ago=3)
                 day.record_answers[rec["attempt_id"]] = ("break", case)
             elif case == "timing":
-                rec = record(case, days_ago=rnd.randint(0, 2))
+                rec = record(case, days_ago=rnd.randint(0, 1))
                 day.record_answers[rec["attempt_id"]] = ("break", case)
             elif case == "returned":
                 rec = record(case)

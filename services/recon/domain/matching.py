@@ -474,7 +474,7 @@ class Engine:
             SELECT r.attempt_id,
               CASE
                 WHEN r.status = 'failed' THEN 'agreed'
-                WHEN r.record_date + INTERVAL {n} DAY >= DATE '{d}' THEN 'timing'
+                WHEN r.record_date + INTERVAL {n} DAY > DATE '{d}' THEN 'timing'
                 WHEN r.status = 'unknown' THEN 'resolved'
                 ELSE 'missing_at_bank'
               END AS verdict
