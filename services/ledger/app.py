@@ -11,11 +11,14 @@ from aiohttp import web
 from contracts import ledger as contract
 from services.kit import db
 from services.kit.auth import service_token_middleware
+from services.kit.logging import get_logger
 from services.kit.web import base_app
 from services.ledger.entrypoints import http
 from services.ledger.keys import pool_key, settings_key, writer_key
 from services.ledger.settings import Settings
 from services.ledger.writer import Writer, expiry_sweeper
+
+log = get_logger(__name__)
 
 
 async def database_ready(app: web.Application) -> None:
@@ -39,6 +42,7 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     writer = Writer(
         app[pool_key],
+        settings.app_dsn,
         linger_us=settings.writer_linger_us,
         batch_transfers_max=settings.writer_batch_transfers_max,
         queue_max=settings.writer_queue_max,
@@ -61,6 +65,17 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     finally:
         stop.set()
         await asyncio.gather(sweeper_task, writer_task)
+        stats = writer.stats
+        log.info(
+            "ledger_writer_stats",
+            batches=stats.batches,
+            jobs=stats.jobs,
+            transfers=stats.transfers,
+            jobs_per_batch=round(stats.jobs / stats.batches, 1) if stats.batches else 0,
+            batch_jobs_max=stats.batch_jobs_max,
+            busy_s=round(stats.busy_s, 3),
+            retried_alone=stats.retried_alone,
+        )
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -25,6 +25,9 @@ from services.ledger.domain.batch import Batch
 from services.ledger.domain.model import (
     KIND_POST,
     KIND_VOID,
+    Account,
+    Barrier,
+    Pending,
     Refusal,
     TccLeg,
     TransferRequest,
@@ -97,16 +100,26 @@ class Writer:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        dsn: str,
         *,
         linger_us: int,
         batch_transfers_max: int,
         queue_max: int,
+        cache_entries_max: int = 1_000_000,
     ) -> None:
         self.pool = pool
+        self.dsn = dsn
         self.linger_s = linger_us / 1_000_000
         self.batch_transfers_max = batch_transfers_max
+        self.cache_entries_max = cache_entries_max
         self.queue: asyncio.Queue[_Entry] = asyncio.Queue(queue_max)
         self.stats = WriterStats()
+        self._conn: asyncpg.Connection | None = None
+        # Authoritative while this writer holds the lock; cleared on any failed batch.
+        self._accounts: dict[str, Account] = {}
+        self._pendings: dict[str, Pending] = {}
+        self._barriers: dict[tuple[str, str], dict[str, Barrier]] = {}
+        self._head: tuple[int, bytes, datetime | None] | None = None
 
     async def submit(self, job: Job) -> Any:
         """Queue ``job`` and wait for its committed outcome (or its ``Refusal``)."""
@@ -120,32 +133,65 @@ class Writer:
         return await future
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or not self.queue.empty():
-            try:
-                first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
-            except TimeoutError:
-                continue
-            entries = [first]
-            size = first.job.size
-            if self.linger_s > 0 and self.queue.empty():
-                await asyncio.sleep(self.linger_s)
-            while size < self.batch_transfers_max and not self.queue.empty():
-                entry = self.queue.get_nowait()
-                entries.append(entry)
-                size += entry.job.size
-            await self._commit(entries)
+        try:
+            while not stop.is_set() or not self.queue.empty():
+                try:
+                    first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
+                except TimeoutError:
+                    continue
+                entries = [first]
+                size = first.job.size
+                if self.linger_s > 0 and self.queue.empty():
+                    await asyncio.sleep(self.linger_s)
+                while size < self.batch_transfers_max and not self.queue.empty():
+                    entry = self.queue.get_nowait()
+                    entries.append(entry)
+                    size += entry.job.size
+                await self._commit(entries, stop)
+        finally:
+            if self._conn is not None:
+                await self._conn.close()  # releases the writer lock
 
-    async def _commit(self, entries: list[_Entry]) -> None:
+    async def _connection(self, stop: asyncio.Event) -> asyncpg.Connection:
+        """The writer's own session, holding the writer lock; a standby waits here."""
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        conn = await asyncpg.connect(self.dsn)
+        waited = False
+        while not await store.try_lock_writer(conn):
+            if not waited:
+                log.warning("ledger_writer_waiting_for_lock")
+                waited = True
+            if stop.is_set():
+                await conn.close()
+                raise WriterUnavailable("ledger_unavailable", "another writer holds the ledger")
+            await asyncio.sleep(0.5)
+        self._conn = conn
+        self._forget()
+        return conn
+
+    def _forget(self) -> None:
+        self._accounts.clear()
+        self._pendings.clear()
+        self._barriers.clear()
+        self._head = None
+
+    async def _commit(self, entries: list[_Entry], stop: asyncio.Event) -> None:
         started = time.perf_counter()
         try:
-            outcomes = await self._apply([e.job for e in entries])
+            conn = await self._connection(stop)
+            outcomes = await self._apply(conn, [e.job for e in entries])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            self._forget()  # the batch may have moved cached balances: reload from the table
+            if self._conn is not None and isinstance(exc, asyncpg.InterfaceError | OSError):
+                await self._conn.close()
+                self._conn = None
             if len(entries) > 1:
                 # One poisoned job must not fail its neighbours: retry each on its own.
                 log.warning("ledger_batch_retried_alone", jobs=len(entries), error=str(exc))
                 self.stats.retried_alone += 1
                 for entry in entries:
-                    await self._commit([entry])
+                    await self._commit([entry], stop)
                 return
             log.error("ledger_batch_failed", error=str(exc))
             _settle(
@@ -153,7 +199,12 @@ class Writer:
                 WriterUnavailable("ledger_unavailable", "the ledger could not commit; retry"),
             )
             return
+        except WriterUnavailable as exc:
+            for entry in entries:
+                _settle(entry.future, exc)
+            return
         except Exception as exc:  # consumer-loop boundary: a bug fails its batch, not the task
+            self._forget()
             log.exception("ledger_batch_crashed", jobs=len(entries))
             for entry in entries:
                 _settle(entry.future, exc)
@@ -165,7 +216,7 @@ class Writer:
         for entry, outcome in zip(entries, outcomes, strict=True):
             _settle(entry.future, outcome)
 
-    async def _apply(self, jobs: list[Job]) -> list[Any]:
+    async def _apply(self, conn: asyncpg.Connection, jobs: list[Job]) -> list[Any]:
         transfer_ids: list[str] = []
         pending_ids: list[str] = []
         account_ids: list[str] = []
@@ -187,36 +238,59 @@ class Writer:
             else:
                 pending_ids.extend(job.pending_ids)
 
-        async with self.pool.acquire() as conn, conn.transaction():
-            head_seq, head_hash, head_at = await store.lock_writer(conn)
-            stored = await store.load_stored(conn, transfer_ids)
-            barriers = await store.load_barriers(conn, barrier_keys)
-            for ops in barriers.values():
-                tried = ops.get("try")
-                if tried is not None:
-                    pending_ids.extend(tried.transfer_ids)
-            pendings = await store.load_pendings(conn, pending_ids)
-            for pending in pendings.values():
+        if self._head is None:
+            self._head = await store.chain_head(conn)
+        stored = await store.load_stored(conn, transfer_ids)
+        missing_keys = [k for k in barrier_keys if k not in self._barriers]
+        if missing_keys:
+            self._barriers.update(await store.load_barriers(conn, missing_keys))
+        for key in barrier_keys:
+            tried = self._barriers[key].get("try")
+            if tried is not None:
+                pending_ids.extend(tried.transfer_ids)
+        missing_pendings = [p for p in pending_ids if p not in self._pendings]
+        if missing_pendings:
+            self._pendings.update(await store.load_pendings(conn, missing_pendings))
+        for pending_id in pending_ids:
+            pending = self._pendings.get(pending_id)
+            if pending is not None:
                 account_ids.extend((pending.debit_account_id, pending.credit_account_id))
-            accounts = await store.load_accounts(conn, account_ids)
-            now = datetime.now(UTC)
-            if head_at is not None and head_at > now:
-                now = head_at  # commit order and time never disagree, even if the clock steps
-            batch = Batch(
-                accounts=accounts,
-                pendings=pendings,
-                stored=stored,
-                barriers=barriers,
-                head_seq=head_seq,
-                head_hash=head_hash,
-                now=now,
-            )
-            outcomes = [_run(batch, job) for job in jobs]
+        # Accounts are never deleted and only this writer moves their counters, so a cached
+        # account is current; a missing one may have been created since (or may not exist).
+        missing_accounts = [a for a in account_ids if a not in self._accounts]
+        if missing_accounts:
+            self._accounts.update(await store.load_accounts(conn, missing_accounts))
+
+        head_seq, head_hash, head_at = self._head
+        now = datetime.now(UTC)
+        if head_at is not None and head_at > now:
+            now = head_at  # commit order and time never disagree, even if the clock steps
+        batch = Batch(
+            accounts=self._accounts,
+            pendings=self._pendings,
+            stored=stored,
+            barriers=self._barriers,
+            head_seq=head_seq,
+            head_hash=head_hash,
+            now=now,
+        )
+        outcomes = [_run(batch, job) for job in jobs]
+        if batch.rows or batch.rejections or batch.new_barriers:
             await store.append(
                 conn, batch.rows, batch.rejections, batch.new_barriers, batch.deltas()
             )
+        self._head = (batch.head_seq, batch.head_hash, now if batch.rows else head_at)
         self.stats.transfers += len(batch.rows)
+        self._trim()
         return outcomes
+
+    def _trim(self) -> None:
+        """Resolved pendings are settled history; other caches are bounded by a reset."""
+        for row_pending in [p.id for p in self._pendings.values() if p.resolved_by is not None]:
+            del self._pendings[row_pending]
+        for cache in (self._accounts, self._pendings, self._barriers):
+            if len(cache) > self.cache_entries_max:
+                cache.clear()
 
 
 def _run(batch: Batch, job: Job) -> Any:

@@ -23,9 +23,9 @@ from services.ledger.domain.model import (
     TransferRow,
 )
 
-# Serialises writer batches across processes so commit order, the chain head and the balances
-# read at a batch's start are all fresh. Within one process the single writer task already
-# serialises; the lock makes a second instance safe rather than fast.
+# One writer per ledger database: the writer holds this session lock for its whole life, so
+# its in-memory balances, open pendings, barrier rows and chain head are authoritative (no
+# other session changes them). A second instance waits as a standby until the lock frees.
 WRITER_LOCK_ID = 0x4C454447  # "LEDG"
 
 ACCOUNT_COLUMNS = (
@@ -39,9 +39,13 @@ TRANSFER_COLUMNS = (
 )
 
 
-async def lock_writer(conn: asyncpg.Connection) -> tuple[int, bytes, datetime | None]:
-    """Take the writer lock for this transaction; return the chain head (seq, hash, time)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK_ID)
+async def try_lock_writer(conn: asyncpg.Connection) -> bool:
+    """Take the session-level writer lock (held for the writer's whole life)."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_ID))
+
+
+async def chain_head(conn: asyncpg.Connection) -> tuple[int, bytes, datetime | None]:
+    """The last committed transfer: (seq, hash, created_at)."""
     row = await conn.fetchrow(
         "SELECT seq, hash, created_at FROM transfers ORDER BY seq DESC LIMIT 1"
     )
@@ -147,6 +151,39 @@ async def load_accounts(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[st
     return {r["id"]: _account(r) for r in rows}
 
 
+_APPEND = f"""
+WITH appended AS (
+    INSERT INTO transfers ({TRANSFER_COLUMNS})
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::int[],
+        $12::timestamptz[], $13::int[], $14::bytea[], $15::timestamptz[], $16::bytea[],
+        $17::bytea[])
+    RETURNING 1),
+remembered AS (
+    INSERT INTO rejections (id, body_hash, code)
+    SELECT * FROM unnest($18::text[], $19::bytea[], $20::text[])
+    RETURNING 1),
+barriers AS (
+    INSERT INTO tcc_barrier (gid, branch_id, op, status, code, transfer_ids, body_hash)
+    SELECT g, b, o, s, c, string_to_array(t, ' '), h
+    FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[],
+                $27::bytea[]) AS u(g, b, o, s, c, t, h)
+    RETURNING 1),
+counters AS (
+    UPDATE accounts AS a SET
+        debits_pending = a.debits_pending + u.dp,
+        debits_posted = a.debits_posted + u.dpo,
+        credits_pending = a.credits_pending + u.cp,
+        credits_posted = a.credits_posted + u.cpo
+    FROM unnest($28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[])
+         AS u(id, dp, dpo, cp, cpo)
+    WHERE a.id = u.id
+    RETURNING 1)
+SELECT (SELECT count(*) FROM appended), (SELECT count(*) FROM remembered),
+       (SELECT count(*) FROM barriers), (SELECT count(*) FROM counters)
+"""
+
+
 async def append(
     conn: asyncpg.Connection,
     rows: Sequence[TransferRow],
@@ -154,58 +191,37 @@ async def append(
     barriers: Sequence[Barrier],
     deltas: Sequence[tuple[str, int, int, int, int]],
 ) -> None:
-    """Append the batch: transfers, remembered rejections, barrier rows, and ONE counter update
-    per touched account (relative, so the row is written once per batch however hot)."""
-    if rows:
-        columns = list(zip(*rows, strict=True))
-        await conn.execute(
-            f"""INSERT INTO transfers ({TRANSFER_COLUMNS})
-                SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
-                    $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[],
-                    $10::text[], $11::int[], $12::timestamptz[], $13::int[], $14::bytea[],
-                    $15::timestamptz[], $16::bytea[], $17::bytea[])""",
-            *[list(c) for c in columns],
-        )
-    if rejections:
-        await conn.execute(
-            """INSERT INTO rejections (id, body_hash, code)
-               SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[])""",
-            [r.id for r in rejections],
-            [r.body_hash for r in rejections],
-            [r.code for r in rejections],
-        )
-    if barriers:
+    """Append a whole batch in ONE statement, hence one round trip and one commit when run
+    outside an explicit transaction: transfers, remembered rejections, barrier rows, and one
+    relative counter update per touched account (a hot account is written once per batch)."""
+    columns: list[list[Any]] = (
+        [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(17)]
+    )
+    ordered = sorted(deltas)
+    counts = await conn.fetchrow(
+        _APPEND,
+        *columns,
+        [r.id for r in rejections],
+        [r.body_hash for r in rejections],
+        [r.code for r in rejections],
+        [b.gid for b in barriers],
+        [b.branch_id for b in barriers],
+        [b.op for b in barriers],
+        [b.status for b in barriers],
+        [b.code for b in barriers],
         # Ids match ^[A-Za-z0-9_.:-]+$, so a space-joined list round-trips exactly.
-        await conn.execute(
-            """INSERT INTO tcc_barrier (gid, branch_id, op, status, code, transfer_ids, body_hash)
-               SELECT g, b, o, s, c, string_to_array(t, ' '), h
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                           $6::text[], $7::bytea[]) AS u(g, b, o, s, c, t, h)""",
-            [b.gid for b in barriers],
-            [b.branch_id for b in barriers],
-            [b.op for b in barriers],
-            [b.status for b in barriers],
-            [b.code for b in barriers],
-            [" ".join(b.transfer_ids) for b in barriers],
-            [b.body_hash for b in barriers],
-        )
-    if deltas:
-        ordered = sorted(deltas)
-        await conn.execute(
-            """UPDATE accounts AS a SET
-                   debits_pending = a.debits_pending + u.dp,
-                   debits_posted = a.debits_posted + u.dpo,
-                   credits_pending = a.credits_pending + u.cp,
-                   credits_posted = a.credits_posted + u.cpo
-               FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-                    AS u(id, dp, dpo, cp, cpo)
-               WHERE a.id = u.id""",
-            [d[0] for d in ordered],
-            [d[1] for d in ordered],
-            [d[2] for d in ordered],
-            [d[3] for d in ordered],
-            [d[4] for d in ordered],
-        )
+        [" ".join(b.transfer_ids) for b in barriers],
+        [b.body_hash for b in barriers],
+        [d[0] for d in ordered],
+        [d[1] for d in ordered],
+        [d[2] for d in ordered],
+        [d[3] for d in ordered],
+        [d[4] for d in ordered],
+    )
+    assert counts is not None
+    assert tuple(counts) == (len(rows), len(rejections), len(barriers), len(ordered)), (
+        "the batch was not appended whole"
+    )
 
 
 async def insert_account(
