@@ -16,7 +16,7 @@ from services.payout.risk.model import (
     FiredRule,
     PayoutFacts,
 )
-from services.payout.risk.ruleset import CompiledRule, RuleSet
+from services.payout.risk.ruleset import AnomalyRule, CompiledRule, RuleSet
 
 _FIELDS = ("account", "bank", "name")
 
@@ -67,14 +67,16 @@ def evaluate_subject(
             if series_currency != "*" and series_currency != currency:
                 continue
             series = counters.series(group.scope, subject, series_currency)
-            for window_buckets, rules in group.windows:
+            for window in group.windows:
                 if series is None:
                     count, total = 1, amount  # this payout alone
                 else:
-                    count, total = series.since(now_bucket - window_buckets + 1)
+                    count, total = series.since(now_bucket - window.buckets + 1)
                     count += 1
                     total += amount
-                for vr in rules:
+                if count <= window.count_floor and total <= window.amount_floor:
+                    continue
+                for vr in window.rules:
                     max_count = vr.max_count
                     max_amount = vr.max_amount_minor
                     if max_count is not None and count > max_count:
@@ -97,7 +99,12 @@ def evaluate_subject(
 
     if plan.anomaly:
         samples, median2 = counters.median_twice(subject.merchant_id, currency)
-        for ar in plan.anomaly:
+        floor_num, floor_den, floor_samples = plan.anomaly_floor
+        if samples < floor_samples or 2 * amount * floor_den <= floor_num * median2:
+            anomalies: tuple[AnomalyRule, ...] = ()  # not over even the smallest multiple
+        else:
+            anomalies = plan.anomaly
+        for ar in anomalies:
             if (
                 samples >= ar.min_samples
                 # amount > multiple * median, kept in integers: 2*amount*den > num*(2*median)
@@ -117,7 +124,8 @@ def evaluate_subject(
     if plan.cooldown:
         first_ms = counters.first_seen_ms(subject.merchant_id, subject.beneficiary)
         age_ms = None if first_ms is None else subject.at_ms - first_ms
-        for cr in plan.cooldown:
+        new_to_some = age_ms is None or age_ms < plan.cooldown_ms_max
+        for cr in plan.cooldown if new_to_some else ():
             if (
                 (age_ms is None or age_ms < cr.cooldown_ms)
                 and (cr.min_amount_minor is None or amount >= cr.min_amount_minor)

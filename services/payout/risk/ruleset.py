@@ -12,6 +12,7 @@ import hashlib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -79,7 +80,17 @@ class VelocityGroup:
 
     scope: str
     series_currency: str  # a currency code, or "*" for the all-currency count
-    windows: tuple[tuple[int, tuple[VelocityRule, ...]], ...]  # (window in buckets, rules)
+    windows: tuple[VelocityWindow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityWindow:
+    buckets: int
+    # The lowest limits among the rules: a count and amount at or under both fire none of them,
+    # so the common case costs two comparisons, not one per rule.
+    count_floor: int
+    amount_floor: int
+    rules: tuple[VelocityRule, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +135,10 @@ class Plan:
     allowlists: tuple[ListRule, ...]
     velocity: tuple[VelocityGroup, ...]
     anomaly: tuple[AnomalyRule, ...]
+    # The smallest multiple (num, den) and sample size among anomaly rules: below both, none fires.
+    anomaly_floor: tuple[int, int, int]
     cooldown: tuple[CooldownRule, ...]
+    cooldown_ms_max: int  # a beneficiary first paid longer ago than this is new to no rule
     time: tuple[TimeGroup, ...]
 
 
@@ -330,11 +344,35 @@ def _arrange(rules: tuple[CompiledRule, ...]) -> Plan:
             VelocityGroup(
                 scope=scope,
                 series_currency=currency,
-                windows=tuple((w, tuple(rs)) for w, rs in sorted(windows.items())),
+                windows=tuple(_window(w, rs) for w, rs in sorted(windows.items())),
             )
             for (scope, currency), windows in velocity.items()
         ),
         anomaly=tuple(anomaly),
+        anomaly_floor=_anomaly_floor(anomaly),
         cooldown=tuple(cooldown),
+        cooldown_ms_max=max((c.cooldown_ms for c in cooldown), default=0),
         time=tuple(TimeGroup(zone=zoneinfo.ZoneInfo(tz), rules=tuple(v)) for tz, v in time.items()),
     )
+
+
+_NO_LIMIT = 2**63
+
+
+def _window(buckets: int, rules: list[VelocityRule]) -> VelocityWindow:
+    return VelocityWindow(
+        buckets=buckets,
+        count_floor=min((r.max_count for r in rules if r.max_count is not None), default=_NO_LIMIT),
+        amount_floor=min(
+            (r.max_amount_minor for r in rules if r.max_amount_minor is not None),
+            default=_NO_LIMIT,
+        ),
+        rules=tuple(rules),
+    )
+
+
+def _anomaly_floor(rules: list[AnomalyRule]) -> tuple[int, int, int]:
+    if not rules:
+        return (_NO_LIMIT, 1, _NO_LIMIT)
+    smallest = min(rules, key=lambda r: Fraction(r.multiple_num, r.multiple_den))
+    return (smallest.multiple_num, smallest.multiple_den, min(r.min_samples for r in rules))

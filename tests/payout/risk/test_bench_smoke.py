@@ -25,7 +25,7 @@ def test_bench_risk_quick_mode_runs_and_reports_p99_next_to_its_baselines() -> N
         "risk evaluate (200 rules)",
         "baseline: msgspec decode+validate of the body",
         "baseline: aiohttp loopback POST round trip",
-        "evaluate / aiohttp round trip:",
+        "evaluate / aiohttp round trip (wall):",
         "invariants: deterministic decisions, one version per decision, every outcome seen: ok",
     ):
         assert line in out, out
