@@ -60,3 +60,14 @@ def test_recon_run_takes_files_in_and_prints_the_days_summary_then_reuses_it(
         env={"ROUTER_URL": "http://127.0.0.1:9"},
     )
     assert no_router.exit_code == 1 and "records are unavailable" in no_router.output
+
+
+def test_recon_parse_prints_the_canonical_lines_of_a_statement(tmp_path: Path) -> None:
+    day = generate({"match": 3}, channel="bank_p")
+    path = tmp_path / "s.csv"
+    path.write_bytes(statement_csv(day.statements[0]))
+    result = CliRunner().invoke(group, ["parse", str(path), "--channel", "bank_p", "--json"])
+    assert result.exit_code == 0, result.output
+    statements = json.loads(result.output)
+    refs = [line["our_reference"] for st in statements for line in st["lines"]]
+    assert sorted(refs) == sorted(r["attempt_id"] for r in day.records)
