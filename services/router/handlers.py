@@ -555,6 +555,17 @@ class RouterService:
                 new is AttemptStatus.FAILED
                 and (not from_response or failure_class == OutcomeClass.BENEFICIARY_ERROR)
             )
+            if new is AttemptStatus.FAILED and not from_response:
+                # Resolved after the fact: the submission does not fall back on its own any
+                # more (the payout has been told it failed); it ends here.
+                assert failure_class is not None
+                await store.close_submission(
+                    conn,
+                    row["payout_id"],
+                    failure_class,
+                    outcome.failure_code or "failed",
+                    outcome.failure_message or "the bank reported a failure",
+                )
             if final and decisive:
                 await outbox.enqueue(
                     conn,

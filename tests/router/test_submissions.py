@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import aio_pika
 import msgspec
@@ -220,3 +221,31 @@ async def test_an_ambiguous_5xx_is_unknown_and_the_inquiry_endpoint_resolves_it(
     now = await router.call("POST", f"/v1/submissions/{view['payout_id']}/inquire")
     assert now["status"] == "succeeded" and now["attempts"][0]["resolved_by"] == "inquiry"
     assert len(await _executions(bank_admin, view["attempt_id"])) == 1
+
+
+async def test_an_unknown_attempt_resolved_as_refused_fails_the_payout_without_falling_back(
+    make_router: RouterFactory, bank_admin: BankAdmin
+) -> None:
+    router = await make_router(rules=[NORTH_FIRST])
+    # The bank records a refusal, but the reply is lost: only the inquiry can tell.
+    await bank_admin.behave(
+        "northbank", "normal", success_rate=0.0, lost_response_rate=1.0, lost_response_mode="drop"
+    )
+    view = await router.call("POST", "/v1/submissions", json=submission())
+    assert view["status"] == "unknown"
+    await bank_admin.behave("northbank")
+
+    async def failed() -> Any:
+        v = await router.call("GET", f"/v1/submissions/{view['payout_id']}")
+        return v if v["status"] == "failed" else None
+
+    final = await wait_until(failed, timeout_s=10, message="inquiry finds the refusal")
+    assert final["failure_class"] == "definite_non_execution"
+    assert final["failure_code"] == "rejected" and len(final["attempts"]) == 1
+    # A repeat of the submission does not start a second attempt after the payout was told.
+    again = await router.call(
+        "POST", "/v1/submissions", json={**submission(view["payout_id"]), "gid": "x"}, expect=422
+    )
+    assert again["code"] == "submission_mismatch"
+    journal = await _executions(bank_admin, view["attempt_id"])
+    assert [t["status"] for t in journal] == ["rejected"]  # recorded, never paid
