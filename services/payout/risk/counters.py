@@ -57,8 +57,17 @@ class Subject:
             amount_minor=facts.amount_minor,
             at_ms=epoch_ms(facts.created_at),
             keys=(account, bank, normalise_name_cached(facts.beneficiary_name)),
-            beneficiary=f"{bank}\x1f{account}",
+            beneficiary=_pair(bank, account),
         )
+
+
+def _pair(bank: str, account: str) -> str:
+    return f"{bank}\x1f{account}"
+
+
+def beneficiary_key(bank_code: str, account: str) -> str:
+    """One beneficiary across merchants: normalised bank code + account number."""
+    return _pair(normalise_bank(bank_code), normalise_account(account))
 
 
 class Series:
@@ -241,6 +250,20 @@ class Counters:
             seen[1] = max(seen[1], at_ms)
             self.first_seen.move_to_end(bkey)
         self.recorded += 1
+
+    def remember_beneficiary(
+        self, merchant_id: str, beneficiary: str, first_ms: int, last_ms: int
+    ) -> None:
+        """Seed first/last payout times of a pair, e.g. from history older than the warm-up."""
+        assert first_ms <= last_ms
+        bkey = (merchant_id, beneficiary)
+        seen = self.first_seen.get(bkey)
+        if seen is None:
+            self._sweep_beneficiaries(last_ms)
+            self.first_seen[bkey] = [first_ms, last_ms]
+        else:
+            seen[0] = min(seen[0], first_ms)
+            seen[1] = max(seen[1], last_ms)
 
     def _sweep(self, family: OrderedDict[tuple[str, ...], Series], oldest: int, cap: int) -> None:
         # Runs before a new key goes in: drops idle keys and makes room under the cap, least

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from datetime import datetime
 
 from services.payout.risk.alerts import AlertDetector, ReviewBurstPolicy, RiskAlert
-from services.payout.risk.counters import Counters, Subject
+from services.payout.risk.counters import Counters, Subject, beneficiary_key, epoch_ms
 from services.payout.risk.evaluate import evaluate_subject
 from services.payout.risk.limits import RiskLimits
 from services.payout.risk.model import Decision, PayoutFacts
@@ -117,6 +118,22 @@ class Engine:
             with self._counters_lock:
                 n += self._record(facts.payout_id, subject)
         return n
+
+    def remember_beneficiary(
+        self,
+        merchant_id: str,
+        beneficiary_bank: str,
+        beneficiary_account: str,
+        first_paid_at: datetime,
+        last_paid_at: datetime,
+    ) -> None:
+        """Seed when a merchant first and last paid a beneficiary, for history older than the
+        warm-up (the cool-down rules then know old beneficiaries after a restart)."""
+        key = beneficiary_key(beneficiary_bank, beneficiary_account)
+        with self._counters_lock:
+            self._counters.remember_beneficiary(
+                merchant_id, key, epoch_ms(first_paid_at), epoch_ms(last_paid_at)
+            )
 
     def stats(self) -> dict[str, int]:
         with self._counters_lock:

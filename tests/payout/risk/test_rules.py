@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -292,3 +292,17 @@ def test_many_merchant_sections_share_the_compiled_default_rules() -> None:
     engine = Engine(rs)
     assert engine.evaluate(payout(merchant="mer_7", account="FR19999")).outcome == "block"
     assert engine.evaluate(payout(merchant="mer_7", account="FR20000")).outcome == "review"
+
+
+def test_a_beneficiary_remembered_from_old_history_is_not_new_after_a_restart() -> None:
+    engine = Engine(ruleset(rule("fresh", "new_beneficiary", "review", cooldown_s=86_400)))
+    assert engine.evaluate(payout(1)).outcome == "review"
+    engine.remember_beneficiary(
+        "mer_a",
+        " bnpafrpp",
+        "FR76 3000 6000 0112 3456 7890 189",
+        first_paid_at=T0 - timedelta(days=90),
+        last_paid_at=T0 - timedelta(days=30),
+    )
+    assert engine.evaluate(payout(1)).fired == ()
+    assert engine.evaluate(payout(1, merchant="mer_b")).outcome == "review"
