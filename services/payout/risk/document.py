@@ -181,6 +181,19 @@ class ValidDocument:
     canonical: dict[str, Any]  # the document as plain data, for storage and digests
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors/aliases: a few hundred bytes of nested aliases expand into
+    billions of nodes when walked ("billion laughs"); rule files have no use for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in rule sets", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_source(raw: bytes | str, *, limits: RiskLimits, fmt: str = "yaml") -> Any:
     """Bytes/text → plain data, safely (no tags, no code). JSON is also valid YAML."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
@@ -192,7 +205,7 @@ def parse_source(raw: bytes | str, *, limits: RiskLimits, fmt: str = "yaml") -> 
         if fmt == "json":
             return msgspec.json.decode(raw)
         if fmt == "yaml":
-            return yaml.safe_load(raw)
+            return yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except msgspec.DecodeError as exc:
         raise RuleSetInvalid([Problem("document", None, None, f"not valid JSON: {exc}")]) from exc
     except yaml.YAMLError as exc:

@@ -174,3 +174,11 @@ def test_equal_documents_compile_to_the_same_digest_whatever_their_spelling() ->
     b = compile_ruleset(json_text, version=2, fmt="json")
     assert a.digest == b.digest
     assert a.document["defaults"][0]["window_s"] == 60
+
+
+def test_yaml_aliases_are_refused_so_a_small_file_cannot_expand_into_billions_of_nodes() -> None:
+    laughs = "format: 1\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+    )
+    found = problems_of(laughs)
+    assert len(found) == 1 and "aliases (*name) are not allowed in rule sets" in found[0]
