@@ -77,3 +77,7 @@ clean: ## remove the virtualenv and run-time files
 .PHONY: bench-risk
 bench-risk: $(STAMP) ## risk evaluation p50/p99 with 200 rules vs a merchant API round trip
 	$(PY) bench/risk.py $(BENCH_ARGS)
+
+.PHONY: loadtest
+loadtest: $(STAMP) ## locust headless against a suite it starts; thresholds decide the exit code (LOADTEST_ARGS)
+	@$(INFRA); $(PY) -m loadtest.run $(LOADTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Load tests: locust scenarios and shapes, a signature-checking webhook receiver, a runner."""

@@ -1,0 +1,1 @@
+"""Smoke versions of the load runs."""
