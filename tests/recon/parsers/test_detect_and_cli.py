@@ -89,3 +89,20 @@ def test_the_parse_command_fails_with_the_reason_and_line_of_a_rejected_file() -
     result = CliRunner().invoke(parse_command, [str(path), "--json"])
     assert result.exit_code == 1 and result.stdout == ""
     assert "rejected" in result.stderr and "(line 6)" in result.stderr
+
+
+def test_parsing_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    assert gc.isenabled()
+    parse(sample("mt940/jejik/generic.sta"), channel="c")
+    assert gc.isenabled()
+    with pytest.raises(StatementFormatError):
+        parse(sample("mt940/betterplace/sepa_snippet_broken.sta"), channel="c")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse(sample("bai2/sample1.txt"), channel="c")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
