@@ -286,13 +286,18 @@ async def history(
 
 
 async def seq_at(conn: asyncpg.Connection, moment: datetime) -> int:
-    """The last sequence number committed at or before ``moment``."""
-    value = await conn.fetchval(
-        "SELECT seq FROM transfers WHERE created_at <= $1 ORDER BY created_at DESC, seq DESC"
-        " LIMIT 1",
-        moment,
-    )
-    return int(value or 0)
+    """The last sequence number committed at or before ``moment``: a binary search over the
+    primary key, valid because seq has no gaps and created_at never decreases along it."""
+    low, high = 0, await head_seq(conn)
+    while low < high:
+        middle = (low + high + 1) // 2
+        created_at = await conn.fetchval("SELECT created_at FROM transfers WHERE seq = $1", middle)
+        assert created_at is not None, "seq has no gaps"
+        if created_at <= moment:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 async def head_seq(conn: asyncpg.Connection) -> int:
