@@ -41,6 +41,7 @@ from services.router.domain.health import BreakerState, HealthBoard, OutcomeClas
 log = get_logger(__name__)
 PRODUCER = "router"
 SENDING_LEASE_MARGIN_S = 2.0
+PROBES_PER_ROUND_MAX = 16  # the rest wait for the next round (hundreds of channels at start-up)
 
 
 class BankPort(Protocol):
@@ -755,7 +756,7 @@ class RouterService:
             for c in self.config.channels
             if c.enabled and c.id not in self.kills.inquire and c.id not in self._probing
         ]
-        due = self.board.idle_channels(ids, now_s)
+        due = self.board.idle_channels(ids, now_s)[:PROBES_PER_ROUND_MAX]
         if due:
             await asyncio.gather(*(self._probe(c) for c in due))
         return len(due)
