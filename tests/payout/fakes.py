@@ -173,7 +173,8 @@ class FakeRouter:
     inquiries_needed: int = 1
     no_channel: bool = False
     submissions: Counter[str] = field(default_factory=Counter)  # payout_id → submit calls
-    executed: set[str] = field(default_factory=set)  # payouts the "bank" executed
+    executions: Counter[str] = field(default_factory=Counter)  # what the "bank" executed
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
     inquiries: Counter[str] = field(default_factory=Counter)
     quota: dict[tuple[str, str], str] = field(default_factory=dict)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -220,29 +221,34 @@ class FakeRouter:
         body = await request.json()
         payout_id = body["payout_id"]
         self.submissions[payout_id] += 1
+        if payout_id in self.views:  # idempotent by payout_id, like the real router
+            return web.json_response(self.views[payout_id])
         self.bodies[payout_id] = body
+        view = self._decide(payout_id, body)
+        self.views[payout_id] = view
+        return web.json_response(view)
+
+    def _decide(self, payout_id: str, body: dict[str, Any]) -> dict[str, Any]:
         tail = body["beneficiary"]["account_number"][-4:]
         if tail == "0001":
-            return web.json_response(
-                self._view(
-                    payout_id,
-                    "failed",
-                    failure_class="beneficiary_error",
-                    failure_code="invalid_account",
-                    failure_message="account does not exist",
-                )
+            return self._view(
+                payout_id,
+                "failed",
+                failure_class="beneficiary_error",
+                failure_code="invalid_account",
+                failure_message="account does not exist",
             )
-        self.executed.add(payout_id)
+        self.executions[payout_id] += 1
         if tail in ("0002", "0004"):
-            return web.json_response(self._view(payout_id, "unknown"))
+            return self._view(payout_id, "unknown")
         if tail == "0003":
-            return web.json_response(self._view(payout_id, "submitted"))
-        return web.json_response(self._view(payout_id, "succeeded"))
+            return self._view(payout_id, "submitted")
+        return self._view(payout_id, "succeeded")
 
     async def inquire(self, request: web.Request) -> web.Response:
         payout_id = request.match_info["payout_id"]
         self.inquiries[payout_id] += 1
         tail = self.bodies[payout_id]["beneficiary"]["account_number"][-4:]
         if tail == "0002" and self.inquiries[payout_id] >= self.inquiries_needed:
-            return web.json_response(self._view(payout_id, "succeeded"))
-        return web.json_response(self._view(payout_id, "unknown"))
+            self.views[payout_id] = self._view(payout_id, "succeeded")
+        return web.json_response(self.views[payout_id])

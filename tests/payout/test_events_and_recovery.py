@@ -197,7 +197,9 @@ async def test_attempt_resolved_event_settles_a_submitted_payout_once(harness: H
         ),
         message="inbox",
     )
-    assert harness.ledger.calls["confirm"] == 1
+    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
+    assert account.debits_posted == payout["amount"] + payout["fee"]  # posted once
+    assert account.debits_pending == 0
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert [h["status"] for h in body["status_history"]] == ["processing", "submitted", "paid"]
 

@@ -27,7 +27,7 @@ async def test_happy_path_holds_then_posts_amount_and_fee_and_ends_paid(harness:
     assert account.debits_posted == 10_125 and account.debits_pending == 0
     assert harness.ledger.accounts["fee_revenue.EUR"].credits_posted == 125
     assert harness.ledger.accounts["settlement.EUR"].credits_posted == 10_000
-    assert harness.router.submissions[payout["id"]] == 1
+    assert harness.router.executions[payout["id"]] == 1
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert [h["status"] for h in body["status_history"]] == ["processing", "paid"]
     assert body["channel"] == "ch_fake"
@@ -51,8 +51,12 @@ async def test_twenty_concurrent_duplicates_make_one_payout_one_hold_one_submiss
     await wait_until(
         lambda: _is(merchant.status_of(payout_id), "paid"), timeout_s=10, message="paid"
     )
-    assert harness.ledger.calls["try"] == 1
-    assert harness.router.submissions[payout_id] == 1
+    # One hold: the merchant paid amount + fee once (a retried try is idempotent per branch).
+    assert len({gid for gid, _ in harness.ledger.branches}) == 1
+    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
+    assert account.debits_posted == 5_000 + created[0][1]["fee"]
+    assert account.debits_pending == 0
+    assert harness.router.executions == {payout_id: 1}  # one bank execution
     status, replay, headers = await merchant.post_payout(body, key="dup-key")
     assert status == 201 and headers.get("Idempotent-Replayed") == "true"
     assert replay == created[0][1]
@@ -134,8 +138,8 @@ async def test_unknown_outcome_stays_processing_until_an_inquiry_resolves_it(
     await wait_until(
         lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=15, message="paid"
     )
-    assert harness.router.inquiries[payout["id"]] == 2
-    assert harness.router.submissions[payout["id"]] == 1
+    assert harness.router.inquiries[payout["id"]] >= 2
+    assert harness.router.executions[payout["id"]] == 1
     assert harness.ledger.held() == 0
 
 
