@@ -158,12 +158,15 @@ async def run_xlsx(request: web.Request) -> web.StreamResponse:
     run = await load_run(request, request.match_info["run_id"])
     tmp_root = request.app[settings_key].data_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
+    name = f"{run['channel']}_{run['business_date'].isoformat()}_{run['run_id']}.xlsx"
+    response = _download(request, name, XLSX_TYPE)
+    # Headers go out at once: a million-line workbook takes minutes to assemble and the
+    # browser shows the download meanwhile. A failure after this point cuts the transfer
+    # short, and a truncated zip never opens, so it cannot pass for a report.
+    await response.prepare(request)
     with tempfile.TemporaryDirectory(prefix="xlsx-", dir=tmp_root) as work:
         path = Path(work) / "report.xlsx"
         await build_xlsx(request, run, path)
-        name = f"{run['channel']}_{run['business_date'].isoformat()}_{run['run_id']}.xlsx"
-        response = _download(request, name, XLSX_TYPE)
-        await response.prepare(request)
         with path.open("rb") as handle:
             while chunk := await asyncio.to_thread(handle.read, SEND_CHUNK_BYTES):
                 await response.write(chunk)
