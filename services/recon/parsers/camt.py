@@ -120,6 +120,21 @@ class _Reader:
         )
         self.t_nm, self.t_pty = n + "Nm", n + "Pty"
         self.dates: dict[str, date] = {}
+        self.entry_slots = {
+            tag: i
+            for i, tag in enumerate(
+                (
+                    self.t_amt,
+                    self.t_ind,
+                    self.t_sts,
+                    self.t_bookg,
+                    self.t_val,
+                    self.t_svcr,
+                    self.t_dtls,
+                    self.t_chrgs,
+                )
+            )
+        }
         self.other_balance_currency = ""
         # Where the next <Ntry> source text starts: ``raw`` is sliced from the bytes (exact and
         # cheaper than re-serialising the element) while the scan agrees with the parser.
@@ -225,27 +240,20 @@ class _Reader:
 
     def _entry(self, ntry: Any, statement_id: str) -> StatementLine | None:
         number: int = ntry.sourceline
-        amt = indicator = status = bookg = val = svcr = details = charges = None
+        found: list[Any] = [None] * 8
+        slots = self.entry_slots
         for child in ntry:
-            tag = child.tag
-            if tag == self.t_amt:
-                amt = child
-            elif tag == self.t_ind:
-                indicator = child.text
-            elif tag == self.t_sts:
-                status = child.text.strip() if child.text and child.text.strip() else None
-                if status is None and len(child):
-                    status = (child[0].text or "").strip()
-            elif tag == self.t_bookg:
-                bookg = child
-            elif tag == self.t_val:
-                val = child
-            elif tag == self.t_svcr:
-                svcr = child.text
-            elif tag == self.t_dtls:
-                details = child
-            elif tag == self.t_chrgs:
-                charges = child
+            slot = slots.get(child.tag)
+            if slot is not None:
+                found[slot] = child
+        amt, indicator_el, status_el, bookg, val, svcr_el, details, charges = found
+        indicator = indicator_el.text if indicator_el is not None else None
+        svcr = svcr_el.text if svcr_el is not None else None
+        status = None
+        if status_el is not None:
+            status = (status_el.text or "").strip()
+            if not status and len(status_el):
+                status = (status_el[0].text or "").strip()  # v8+: Sts/Cd
         if status and status != "BOOK":
             return None
         if amt is None:
