@@ -266,10 +266,9 @@ async def test_first_paint_of_a_page_of_100_breaks_is_under_200_ms(
         await page.goto(recon.url + "/breaks")
         wall_ms = (time.perf_counter() - started) * 1000
         assert await page.locator("tbody tr").count() == 100
-        paint = await page.evaluate(
-            "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
-        )
-        assert paint is not None
+        fcp = "performance.getEntriesByName('first-contentful-paint')"
+        await page.wait_for_function(f"{fcp}.length > 0")  # recorded just after the paint
+        paint = await page.evaluate(f"{fcp}[0].startTime")
         samples.append((paint, wall_ms))
     best_paint = sorted(p for p, _ in samples)[len(samples) // 2]
     print(f"first-contentful-paint median {best_paint:.0f} ms; samples {samples}")

@@ -22,7 +22,7 @@ def line_chart(
     height: int = 240,
 ) -> str:
     """One polyline per series over ``x_labels``; values are integers in [0, y_max]."""
-    left, right, top, bottom = 48, 12, 16, 40
+    left, right, top, bottom = 48, 28, 16, 40  # room for the last date label
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(len(x_labels), 1)
 
