@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -23,14 +24,16 @@ import asyncpg
 from services.kit import outbox
 from services.kit.errors import ProblemError
 from services.kit.logging import get_logger
-from services.recon.adapters import columnar
+from services.recon.adapters import columnar, columnar_csv
 from services.recon.adapters import repository as repo
+from services.recon.adapters.parsing import to_csv_mapping
 from services.recon.adapters.records import RecordsSource, RecordsUnavailable
 from services.recon.domain import checks
 from services.recon.domain.lines import Statement, StatementFormatError
 from services.recon.domain.matching import Engine, MatchInputs, MatchSummary, connect
 from services.recon.domain.rules import ChannelRules, RulesBook
 from services.recon.domain.taxonomy import ALERTS, BREAK_SEVERITY, alert_message
+from services.recon.parsers import detect_format
 from services.recon.settings import Settings
 
 log = get_logger(__name__)
@@ -111,38 +114,61 @@ class ReconService:
         if progress:
             progress("parse")
         failure: checks.CheckFailure | None = None
-        statements: list[Statement] = []
+        totals: list[checks.StatementTotals] = []
+        statements: list[Statement] | None = None
+        fmt = "csv"
+        lines_path = self.settings.data_dir / "lines" / channel / f"{sha256}.parquet"
+        pending = lines_path.with_name(lines_path.name + ".pending")
+        line_count = 0
         if not data.strip():
             failure = checks.CheckFailure("file_empty", "the file is empty")
         else:
-            try:
-                statements = await asyncio.to_thread(
-                    self.parse,
+            fast = None
+            if self._columnar_eligible(data, rules):
+                fast = await asyncio.to_thread(
+                    columnar_csv.read,
                     data,
                     channel=channel,
-                    format=rules.format,
-                    csv_mapping=rules.csv_mapping,
+                    mapping=to_csv_mapping(rules.csv_mapping),
+                    sha256=sha256,
+                    dest=pending,
                 )
-            except StatementFormatError as exc:
-                failure = checks.CheckFailure(
-                    "statement_malformed", str(exc), line_number=exc.line_number
-                )
+            if fast is not None:
+                totals, line_count = fast.totals, fast.line_count
+            else:
+                try:
+                    statements = await asyncio.to_thread(
+                        self.parse,
+                        data,
+                        channel=channel,
+                        format=rules.format,
+                        csv_mapping=rules.csv_mapping,
+                    )
+                    totals = [checks.totals_of(st) for st in statements]
+                    fmt = statements[0].format if statements else rules.format
+                except StatementFormatError as exc:
+                    failure = checks.CheckFailure(
+                        "statement_malformed", str(exc), line_number=exc.line_number
+                    )
         if progress:
             progress("check")
         if failure is None:
-            failure = checks.check_statements(statements, rules)
+            failure = checks.check_totals(totals, rules)
         if failure is not None:
+            pending.unlink(missing_ok=True)  # nothing of a quarantined file is kept
             return await self._quarantine(channel, filename, data, sha256, source, failure, now)
-        day = checks.business_date(statements)
+        day = checks.business_date(totals)
         file_id = new_id("fil")
         # Every channel with statements has a drop directory, so the intake loop retries its
         # runs even when its files come by upload.
         for sub in ("inbox", "processing", "archive", "quarantine"):
             (self.settings.drop_dir / channel / sub).mkdir(parents=True, exist_ok=True)
-        lines_path = self.settings.data_dir / "lines" / channel / f"{sha256}.parquet"
         if progress:
             progress("store")
-        line_count = await asyncio.to_thread(columnar.write_lines, statements, lines_path)
+        if statements is not None:
+            line_count = await asyncio.to_thread(columnar.write_lines, statements, pending)
+            del statements
+        os.replace(pending, lines_path)
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await repo.insert_file(
                 conn,
@@ -153,7 +179,7 @@ class ReconService:
                 size_bytes=len(data),
                 source=source,
                 status="accepted",
-                fmt=statements[0].format,
+                fmt=fmt,
                 business_date=day,
                 line_count=line_count,
                 lines_path=str(lines_path),
@@ -163,7 +189,7 @@ class ReconService:
                 known = await repo.file_by_sha(conn, sha256)
                 assert known is not None
             else:
-                for st in statements:
+                for st in totals:
                     gap = checks.sequence_gap(
                         await repo.last_sequence(conn, channel, st.account), st.sequence_number
                     )
@@ -189,9 +215,9 @@ class ReconService:
                             st.sequence_number,
                             st.opening.amount_minor if st.opening else None,
                             st.closing.amount_minor if st.closing else None,
-                            len(st.lines),
+                            st.line_count,
                         )
-                        for st in statements
+                        for st in totals
                     ],
                 )
                 await repo.request_run(conn, channel, day)
@@ -212,8 +238,22 @@ class ReconService:
             filename=filename,
             business_date=day,
             line_count=line_count,
-            statement_ids=tuple(st.statement_id for st in statements),
+            statement_ids=tuple(st.statement_id for st in totals),
         )
+
+    def _columnar_eligible(self, data: bytes, rules: ChannelRules) -> bool:
+        """Large plain CSV files go through the columnar reader (it defers to the parser
+        whenever a file is not plain); small ones, and other formats, through the parser."""
+        if len(data) < self.settings.columnar_csv_min_bytes:
+            return False
+        if rules.format == "csv":
+            return True
+        if rules.format != "auto":
+            return False
+        try:
+            return bool(detect_format(data[:65536]) == "csv")
+        except StatementFormatError:
+            return False
 
     async def _duplicate(self, known: asyncpg.Record, filename: str, now: datetime) -> FileOutcome:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -28,6 +28,7 @@ class Settings(CommonSettings):
     duckdb_threads: int
     duckdb_memory_limit_mb: int
     page_size_max: int
+    columnar_csv_min_bytes: int  # CSV files from this size go through the columnar reader
     relay_batch_size: int
 
 
@@ -63,5 +64,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             "RECON_DUCKDB_MEMORY_LIMIT_MB", 1024, min_value=64, max_value=65536
         ),
         page_size_max=env.integer("RECON_PAGE_SIZE_MAX", 500, min_value=1, max_value=10_000),
+        columnar_csv_min_bytes=env.integer(
+            "RECON_COLUMNAR_CSV_MIN_BYTES", 4 * 1024 * 1024, min_value=0, max_value=2**40
+        ),
         relay_batch_size=env.integer("RECON_RELAY_BATCH_SIZE", 200, min_value=1, max_value=5000),
     )

@@ -212,12 +212,18 @@ async def test_banksim_statement_with_discrepancies_reconciles_to_the_answer_key
 
         finance = {"Authorization": f"Bearer {FINANCE_KEY}"}
         async with aiohttp.ClientSession(base_url=recon.url, headers=finance) as api:
+            refused: list[tuple[int, dict]] = []
 
-            async def run_done() -> list[dict]:
+            async def run_done() -> list[dict] | None:
                 resp = await api.get(f"/v1/recon/runs?channel={BANK}")
-                return (await resp.json())["runs"]
+                body = await resp.json()
+                if resp.status != 200:
+                    refused.append((resp.status, body))
+                    return None
+                return body["runs"]
 
             runs = await wait_until(run_done, timeout_s=30, message="recon run of the statement")
+            assert runs, refused[-3:]
             run_id_ = runs[0]["run_id"]
             breaks = (await (await api.get(f"/v1/recon/breaks?run_id={run_id_}&limit=500")).json())[
                 "breaks"

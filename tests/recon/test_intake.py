@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -381,3 +382,29 @@ async def test_an_unknown_payout_absent_after_the_window_is_resolved_failed(
     data = [json.loads(r["d"]) for r in rows]
     assert sorted(d["attempt_id"] for d in data) == sorted(failed)
     assert all(d["outcome"] == "failed" and d["statement_id"] is None for d in data)
+
+
+async def test_the_columnar_csv_intake_reconciles_exactly_like_the_parser_intake(
+    pool: asyncpg.Pool, run_id: str, tmp_path: Path, amqp_prefix: str
+) -> None:
+    from tests.recon.conftest import make_settings
+
+    summaries = []
+    for min_bytes in ("0", str(2**40)):
+        channel = f"bank_col{min_bytes[:2]}{uuid.uuid4().hex[:6]}"
+        settings = make_settings(
+            run_id, tmp_path / min_bytes, amqp_prefix, RECON_COLUMNAR_CSV_MIN_BYTES=min_bytes
+        )
+        records = tmp_path / f"{min_bytes}.ndjson"
+        service = ReconService(
+            pool, settings, rules_book(channel), FileRecords(records), default_parser()
+        )
+        day = generate({c: 3 for c in CASES}, channel=channel, seed=17)
+        columnar.write_records(day.records, records)
+        data = statement_csv(day.statements[0])
+        received = await service.receive_file(channel, "d.csv", data, source="cli", now=NOW)
+        assert received.status == "accepted" and received.line_count == len(day.line_answers)
+        outcome = await service.run_day(channel, day.business_date, now=NOW)
+        summaries.append(outcome.summary)
+    assert summaries[0] == summaries[1]
+    assert summaries[0]["breaks"]["status_mismatch"]["count"] == 3

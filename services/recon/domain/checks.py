@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from services.recon.domain.lines import Direction, Statement
+from services.recon.domain.lines import Balance, Direction, Statement
 from services.recon.domain.rules import ChannelRules
 
 
@@ -30,7 +30,64 @@ class CheckFailure:
     line_number: int | None = None
 
 
+@dataclass(frozen=True)
+class StatementTotals:
+    """What the file-level checks need of one statement: computed from its lines, or by a
+    columnar reader without materialising them."""
+
+    channel: str
+    statement_id: str
+    account: str
+    currency: str
+    opening: Balance | None
+    closing: Balance | None
+    line_count: int
+    credits_minor: int
+    debits_minor: int
+    fees_minor: int
+    foreign_line: tuple[str, int] | None  # (currency, line number) of the first foreign line
+    last_booking: date | None
+    control_total_minor: int | None = None
+    control_count: int | None = None
+    sequence_number: int | None = None
+
+
+def totals_of(st: Statement) -> StatementTotals:
+    credits = debits = fees = 0
+    foreign: tuple[str, int] | None = None
+    for line in st.lines:
+        assert line.amount_minor > 0, "parsers give positive amounts; direction carries sign"
+        if line.direction is Direction.CREDIT:
+            credits += line.amount_minor
+        else:
+            debits += line.amount_minor
+        fees += line.fee_minor
+        if foreign is None and line.currency != st.currency:
+            foreign = (line.currency, line.line_number)
+    return StatementTotals(
+        channel=st.channel,
+        statement_id=st.statement_id,
+        account=st.account,
+        currency=st.currency,
+        opening=st.opening,
+        closing=st.closing,
+        line_count=len(st.lines),
+        credits_minor=credits,
+        debits_minor=debits,
+        fees_minor=fees,
+        foreign_line=foreign,
+        last_booking=max((line.booking_date for line in st.lines), default=None),
+        control_total_minor=st.control_total_minor,
+        control_count=st.control_count,
+        sequence_number=st.sequence_number,
+    )
+
+
 def check_statements(statements: list[Statement], rules: ChannelRules) -> CheckFailure | None:
+    return check_totals([totals_of(st) for st in statements], rules)
+
+
+def check_totals(statements: list[StatementTotals], rules: ChannelRules) -> CheckFailure | None:
     if not statements:
         return CheckFailure("statement_empty", "the file holds no statement")
     account_currency: dict[str, str] = {}
@@ -48,9 +105,9 @@ def check_statements(statements: list[Statement], rules: ChannelRules) -> CheckF
     return None
 
 
-def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
+def _check_one(st: StatementTotals, rules: ChannelRules) -> CheckFailure | None:
     sid = st.statement_id
-    if not st.lines and st.closing is None:
+    if not st.line_count and st.closing is None:
         return CheckFailure("statement_empty", "a statement with neither lines nor balance", sid)
     if (st.opening is None) != (st.closing is None):
         # One balance without the other: the file was cut short (or its end was lost).
@@ -74,21 +131,14 @@ def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
                 f"balance in {balance.currency} on a {st.currency} account",
                 sid,
             )
-    net = 0
-    total = 0
-    for line in st.lines:
-        if line.currency != st.currency:
-            return CheckFailure(
-                "currency_mixed",
-                f"line in {line.currency} on a {st.currency} account",
-                sid,
-                line.line_number,
-            )
-        assert line.amount_minor > 0, "parsers give positive amounts; direction carries sign"
-        total += line.amount_minor
-        net += line.amount_minor if line.direction is Direction.CREDIT else -line.amount_minor
-        if rules.fees_in_balance:
-            net -= line.fee_minor  # a charge always leaves the account
+    if st.foreign_line is not None:
+        currency, line_number = st.foreign_line
+        return CheckFailure(
+            "currency_mixed", f"line in {currency} on a {st.currency} account", sid, line_number
+        )
+    net = st.credits_minor - st.debits_minor
+    if rules.fees_in_balance:
+        net -= st.fees_minor  # a charge always leaves the account
     if st.opening is not None and st.closing is not None:
         expected = st.opening.amount_minor + net
         if expected != st.closing.amount_minor:
@@ -98,12 +148,13 @@ def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
                 f" but closing is {st.closing.amount_minor}",
                 sid,
             )
-    if st.control_count is not None and st.control_count != len(st.lines):
+    if st.control_count is not None and st.control_count != st.line_count:
         return CheckFailure(
             "control_count_mismatch",
-            f"control count {st.control_count} but {len(st.lines)} line(s)",
+            f"control count {st.control_count} but {st.line_count} line(s)",
             sid,
         )
+    total = st.credits_minor + st.debits_minor
     if st.control_total_minor is not None and st.control_total_minor != total:
         return CheckFailure(
             "control_total_mismatch",
@@ -113,12 +164,12 @@ def _check_one(st: Statement, rules: ChannelRules) -> CheckFailure | None:
     return None
 
 
-def business_date(statements: list[Statement]) -> date:
+def business_date(statements: list[StatementTotals]) -> date:
     """The day a file reports: its latest closing balance date, else its latest booking."""
     closing = [st.closing.date for st in statements if st.closing is not None]
     if closing:
         return max(closing)
-    booked = [line.booking_date for st in statements for line in st.lines]
+    booked = [st.last_booking for st in statements if st.last_booking is not None]
     assert booked, "a statement without balances or lines has no business date"
     return max(booked)
 
