@@ -13,17 +13,20 @@ import openpyxl
 import pytest
 
 from services.recon.parsers.amounts import EXPONENTS
+from services.recon.reports.money import ppm_percent
 from tests.console.conftest import (
     CHANNELS,
     DAYS,
     FINANCE_KEY,
     FIRST_DAY,
     OPERATOR_KEY,
+    SERVICE_TOKEN,
     Payouts,
     Recon,
     screenshot,
     sign_in,
 )
+from tests.support.processes import ServiceProcess
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -168,12 +171,25 @@ async def test_alerts_page_shows_severity_and_acknowledging_one_moves_it_to_ackn
 
 
 async def test_operator_sees_channels_from_the_router_and_payouts_in_manual_review(
-    browser: Any, recon: Recon, payouts: Payouts
+    browser: Any, recon: Recon, payouts: Payouts, router: ServiceProcess
 ) -> None:
     page = await sign_in(browser, recon, OPERATOR_KEY, "Oscar Operator")
     assert page.url.endswith("/channels")
     rows = await page.locator("tbody tr td:first-child").all_inner_texts()
     assert "ch_northbank_eur" in rows  # the router's own channels file
+    async with recon.http.get(
+        router.url + "/v1/channels", headers={"X-Service-Token": SERVICE_TOKEN}
+    ) as resp:
+        truth = {c["id"]: c for c in (await resp.json())["channels"]}
+    assert sorted(rows) == sorted(truth)
+    for cid, channel in truth.items():
+        cells = (
+            await page.locator("tr", has=page.locator(f"td:text-is('{cid}')"))
+            .locator("td")
+            .all_inner_texts()
+        )
+        assert cells[4] == channel["health"]["breaker_state"]
+        assert cells[5] == ppm_percent(channel["health"]["success_rate_ppm"])
     assert await page.locator("svg.chart").count() == 2
     nav = await page.locator("nav a").all_inner_texts()
     assert nav == ["Channels", "Payouts in review"]
