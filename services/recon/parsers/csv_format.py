@@ -140,6 +140,7 @@ def parse(data: bytes, *, channel: str, mapping: CsvMapping | None = None) -> li
     i_account, i_statement, i_sequence = col(m.account), col(m.statement_id), col(m.sequence)
     width = len(header)
     debit_values = {v.lower() for v in m.debit_values}
+    opening_value, closing_value = m.opening_value.lower(), m.closing_value.lower()
     credit_values = {v.lower() for v in m.credit_values}
     default_id = f"{channel}-{hashlib.sha256(data).hexdigest()[:16]}"
     dates: dict[str, date] = {}
@@ -218,12 +219,12 @@ def parse(data: bytes, *, channel: str, mapping: CsvMapping | None = None) -> li
             direction_text = row[i_direction].strip().lower() if i_direction is not None else ""
             amount_text = row[i_amount]
             kind = row[i_type].strip().lower() if i_type is not None else ""
-            if kind in (m.opening_value, m.closing_value):
+            if kind in (opening_value, closing_value):
                 amount = amount_of(amount_text, currency, line_number, signed=True)
                 if direction_text in debit_values:
                     amount = -abs(amount)
                 balance = Balance(amount_minor=amount, currency=currency, date=booking)
-                if kind == m.opening_value:
+                if kind == opening_value:
                     group.opening = balance
                 else:
                     group.closing = balance

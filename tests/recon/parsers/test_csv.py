@@ -150,3 +150,17 @@ def test_rendering_signed_csv_then_parsing_it_gives_back_every_row(
         for ln in lines
     ] == [(amount, ref) for amount, ref, _ in rows]
     assert [ln.counterparty for ln in lines] == [name.strip() or None for _, _, name in rows]
+
+
+def test_balance_row_markers_and_directions_match_whatever_their_case() -> None:
+    data = (
+        "Kind,date,amount,currency,direction\n"
+        "OPEN,2026-11-20,10.00,EUR,CR\n"
+        "line,2026-11-20,4.00,EUR,DR\n"
+        "Close,2026-11-20,6.00,EUR,Cr\n"
+    )
+    mapping = CsvMapping(record_type="Kind", opening_value="Open", closing_value="CLOSE")
+    (st,) = csv_format.parse(data.encode(), channel="c", mapping=mapping)
+    assert st.opening is not None and st.closing is not None
+    assert (st.opening.amount_minor, st.closing.amount_minor) == (1000, 600)
+    assert [(ln.direction, ln.amount_minor) for ln in st.lines] == [(Direction.DEBIT, 400)]
