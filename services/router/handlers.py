@@ -23,6 +23,7 @@ from services.kit.errors import ProblemError
 from services.kit.logging import get_logger
 from services.router.adapters import store
 from services.router.adapters.config_files import LiveConfig
+from services.router.adapters.connectors.banksim import transformers
 from services.router.adapters.connectors.banksim.client import Timed
 from services.router.domain.attempts import (
     FINAL,
@@ -730,8 +731,6 @@ class RouterService:
     # ---------------------------------------------------------------- callbacks
 
     async def bank_callback(self, bank: str, body: Any) -> dict[str, Any]:
-        from services.router.adapters.connectors.banksim import transformers
-
         reference = body.get("reference") if isinstance(body, dict) else None
         if not isinstance(reference, str):
             raise ProblemError(422, "validation_error", "Invalid callback", "no reference")

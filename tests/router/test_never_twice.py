@@ -39,7 +39,6 @@ async def test_lost_responses_under_concurrency_execute_each_payout_once_or_neve
     router = await make_router(
         env={
             "ROUTER_BANK_TIMEOUT_MS": "800",
-            "DB_POOL_MAX": "30",
             "ROUTER_BREAKER_CONSECUTIVE_FAULTS": "30",
             "ROUTER_BREAKER_MIN_SAMPLES": "60",
         }

@@ -449,7 +449,6 @@ async def test_racing_try_confirm_cancel_leave_exactly_one_effect_per_branch(
 ) -> None:
     router = await make_router(
         channels=[{"id": "ch_q", "bank": "northbank", "currency": "EUR"}],
-        env={"DB_POOL_MAX": "20"},
     )
     rng = random.Random(3)
     plans = {
