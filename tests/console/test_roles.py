@@ -185,3 +185,63 @@ async def test_pages_carry_a_strict_content_security_policy_and_no_external_asse
             assert not re.search(r'(src|href)="(https?:)?//', page), path
     finally:
         await http.close()
+
+
+async def test_bad_form_input_is_answered_with_a_visible_message_on_the_page(
+    recon: Recon, payouts: Payouts
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as fresh:
+        async with fresh.get(recon.url + "/") as resp:
+            token = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+        assert token
+        for name, key, status, message in (
+            ("", FINANCE_KEY, 422, "Enter your name"),
+            ("x" * 101, FINANCE_KEY, 422, "Enter your name"),
+            ("Eve", "", 401, "not a finance or operator key"),
+            ("Eve", FINANCE_KEY + "x", 401, "not a finance or operator key"),
+        ):
+            async with fresh.post(
+                recon.url + "/signin", data={"csrf": token.group(1), "name": name, "key": key}
+            ) as resp:
+                assert resp.status == status
+                assert message in await resp.text()
+    operator = await signed_in(recon, OPERATOR_KEY)
+    finance = await signed_in(recon, FINANCE_KEY)
+    try:
+        token = await csrf_of(operator, recon.url + "/payouts")
+        for action, field, label in (
+            ("mark_paid", "evidence", "bank evidence"),
+            ("mark_failed", "reason", "reason"),
+        ):
+            for value in ("", "   ", "x" * 1001):
+                async with operator.post(
+                    recon.url + f"/payouts/{payouts.review_ids[2]}/{action}",
+                    data={"csrf": token, field: value},
+                ) as resp:
+                    assert resp.status == 422
+                    assert f"Enter the {label} (1 to 1000 characters)." in await resp.text()
+        async with operator.post(
+            recon.url + "/payouts/po%20bad/mark_paid", data={"csrf": token, "evidence": "e"}
+        ) as resp:
+            assert resp.status == 404 and "No payout po bad" in await resp.text()
+        # Acknowledging an alert that was closed meanwhile says why nothing happened.
+        alert = (await recon.api("GET", "/v1/recon/alerts?status=open&limit=1"))["alerts"][0]
+        await recon.api("POST", f"/v1/recon/alerts/{alert['alert_id']}/close")
+        token = await csrf_of(finance, recon.url + "/alerts")
+        async with finance.post(
+            recon.url + f"/alerts/{alert['alert_id']}/ack", data={"csrf": token}
+        ) as resp:
+            assert resp.status == 409
+            assert "alert is closed; cannot become acknowledged" in await resp.text()
+        async with finance.post(recon.url + "/alerts/alr_nope/close", data={"csrf": token}) as r:
+            assert r.status == 404 and "alr_nope" in await r.text()
+        long_comment = "c" * 2001
+        some = (await recon.api("GET", "/v1/recon/breaks/search?status=open&limit=1"))["breaks"][0]
+        async with finance.post(
+            recon.url + f"/breaks/{some['break_id']}/resolve",
+            data={"csrf": token, "comment": long_comment},
+        ) as resp:
+            assert resp.status == 422 and "at most 2000 characters" in await resp.text()
+    finally:
+        await operator.close()
+        await finance.close()
