@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 
 from services.kit import db, migrations
 from tests.router.conftest import (
@@ -200,6 +201,14 @@ async def test_router_instances_converge_on_a_breaker_opened_by_one_of_them(
     await wait_until(
         lambda: _is(state(second), "open"), timeout_s=10, message="second instance follows"
     )
+    payloads = await first.service.pool.fetch(
+        "SELECT payload FROM outbox WHERE event_type = 'channel.health_changed'"
+    )
+    announced = [msgspec.json.decode(bytes(p["payload"]))["data"] for p in payloads]
+    opened = [e for e in announced if e["breaker_state"] == "open"]
+    assert opened and opened[0]["channel_id"] == "ch_north"
+    assert {e["instance_id"] for e in opened} == {first.settings.instance_id}
+    assert opened[0]["reason"] == "consecutive_faults" and opened[0]["success_rate_ppm"] < 1_000_000
     view = await second.call("POST", "/v1/submissions", json=submission())
     assert [a["channel_id"] for a in view["attempts"]] != ["ch_north"]
     assert view["attempts"][0]["channel_id"] != "ch_north"  # no attempt wasted on it
