@@ -66,6 +66,7 @@ def suite(
         "ROUTER_URL": urls["router"],
         "BANKSIM_URL": urls["banksim"],
         "LOG_LEVEL": "info",
+        "DB_POOL_MAX": "6",  # one PostgreSQL server is shared by every test run on this machine
     }
     ledger_env = {
         **common,
@@ -119,7 +120,7 @@ def suite(
             "PAYOUT_WEBHOOK_RETRY_MAX_MS": "400",
             "PAYOUT_PARTICIPANT_TIMEOUT_MS": "5000",
             "PAYOUT_SUBMISSION_TIMEOUT_MS": "15000",
-            "DB_POOL_MAX": "20",
+            "DB_POOL_MAX": "8",
         },
         ports["payout"],
     )

@@ -159,7 +159,7 @@ async def make_harness(run_id: str, amqp_prefix: str) -> AsyncIterator[Any]:
             "PAYOUT_WEBHOOK_RETRY_BASE_MS": "50",
             "PAYOUT_WEBHOOK_RETRY_MAX_MS": "200",
             "PAYOUT_PARTICIPANT_TIMEOUT_MS": "2000",
-            "DB_POOL_MAX": "30",
+            "DB_POOL_MAX": "8",
             **env,
         }
         settings = from_env(environ)
