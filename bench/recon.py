@@ -176,6 +176,23 @@ def baseline(workdir: Path) -> dict[str, float]:
     return {"seconds": elapsed, "joined": joined, "peak_rss_mib": _peak_rss_mib()}
 
 
+def baseline_polars(workdir: Path) -> dict[str, float]:
+    """The same read + join in polars (the other engine considered for the passes)."""
+    import polars as pl
+
+    started = time.perf_counter()
+    lines = pl.scan_csv(workdir / "statement.csv", infer_schema=False)
+    records = pl.scan_ndjson(workdir / "records.ndjson")
+    joined, _amount = (
+        lines.join(records, left_on="reference", right_on="attempt_id")
+        .select(pl.len(), pl.col("amount_minor").sum())
+        .collect()
+        .row(0)
+    )
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "joined": joined, "peak_rss_mib": _peak_rss_mib()}
+
+
 def ours(workdir: Path) -> dict[str, object]:
     from services.kit import db, migrations
     from services.recon.adapters.parsing import default_parser
@@ -291,13 +308,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--skip-parsers", action="store_true", help="skip MT940/camt throughput")
-    parser.add_argument("--step", choices=("generate", "baseline", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--step", choices=("generate", "baseline", "polars", "ours"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
         result = {
             "generate": lambda: generate(args.lines, args.workdir),
             "baseline": lambda: baseline(args.workdir),
+            "polars": lambda: baseline_polars(args.workdir),
             "ours": lambda: ours(args.workdir),
         }[args.step]()
         print(json.dumps(result, default=str))
@@ -322,14 +342,23 @@ def main() -> None:
         )
         meta = json.loads((workdir / "meta.json").read_text())
         base = min((_child("baseline", workdir) for _ in range(3)), key=lambda r: r["seconds"])
+        polars_base = min((_child("polars", workdir) for _ in range(3)), key=lambda r: r["seconds"])
+        if polars_base["joined"] != base["joined"]:
+            problems_engines = [f"engines disagree: {polars_base['joined']} != {base['joined']}"]
+        else:
+            problems_engines = []
         result = _child("ours", workdir)
-        problems = check(meta, result)
+        problems = check(meta, result) + problems_engines
         ratio = result["seconds"] / base["seconds"]
         print(
             f"reconciliation of {meta['lines']:,} statement lines vs {meta['records']:,} records"
             f" ({THREADS} DuckDB threads)"
         )
         print(f"  bare DuckDB read + join (best of 3): {base['seconds']:7.2f} s")
+        print(
+            f"  bare polars read + join (best of 3): {polars_base['seconds']:7.2f} s"
+            f"   (peak {polars_base['peak_rss_mib']:.0f} MiB vs DuckDB {base['peak_rss_mib']:.0f})"
+        )
         print(
             f"  recon end to end:                    {result['seconds']:7.2f} s"
             f"   ratio {ratio:.1f}x (target <= 3x, < 15 s)"
