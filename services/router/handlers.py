@@ -125,15 +125,17 @@ class RouterService:
         config: LiveConfig | None = None,
     ) -> Decision:
         config = config or self.config
-        # A channel whose breaker filled up between decision and permit counts as killed.
-        killed = (self.kills.submit | skip) if skip else self.kills.submit
+        live = self.live_views(config)
+        for channel_id in skip:  # its breaker filled up between decision and permit
+            if channel_id in live:
+                live[channel_id] = live[channel_id]._replace(breaker_allows=False)
         decision = decide(
             facts,
             config.channels,
-            self.live_views(config),
+            live,
             quota_used,
             config.rules,
-            killed=killed,
+            killed=self.kills.submit,
             attempted=attempted,
             reserved_channel=reserved_channel,
         )
