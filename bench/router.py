@@ -76,21 +76,23 @@ def _world(rng: random.Random) -> tuple[Any, Any, dict[str, LiveView], list[Payo
         }
     )
     actions = ("prefer", "exclude", "pin")
-    rules = parse_rules(
-        {
-            "rules": [
-                {
-                    "id": f"r{i}",
-                    "merchant_id": "*" if i % 25 == 0 else f"mer_{i % 40}",
-                    "action": actions[i % 3],
-                    "channels": [f"ch_{(i * 7 + k) % 50:02d}" for k in range(3)],
-                    **({"currency": CURRENCIES[i % 5]} if i % 2 else {}),
-                    **({"amount_min_minor": 10_000} if i % 4 == 1 else {}),
-                }
-                for i in range(100)
-            ]
+
+    def rule(i: int) -> dict[str, Any]:
+        base = (i * 7) % 50  # three channels of one currency: base, base+5, base+10
+        action = actions[i % 3]
+        body: dict[str, Any] = {
+            "id": f"r{i}",
+            "merchant_id": "*" if i % 25 == 0 else f"mer_{i % 40}",
+            "action": action,
+            "channels": [f"ch_{(base + 5 * k) % 50:02d}" for k in range(3)],
         }
-    )
+        if action == "pin" or i % 2:  # a pin only ever applies to its channels' currency
+            body["currency"] = CURRENCIES[base % 5]
+        if i % 4 == 1:
+            body["amount_min_minor"] = 10_000
+        return body
+
+    rules = parse_rules({"rules": [rule(i) for i in range(100)]})
     live = {
         c.id: LiveView(rng.randint(900_000, 1_000_000), rng.uniform(20, 400), rng.random() > 0.05)
         for c in channels
@@ -99,7 +101,7 @@ def _world(rng: random.Random) -> tuple[Any, Any, dict[str, LiveView], list[Payo
     facts = [
         PayoutFacts(
             f"mer_{rng.randint(0, 60)}",
-            rng.randint(100, 5_000_000),
+            rng.randint(100, 500_000),
             CURRENCIES[rng.randint(0, 4)],
             rng.choice(("AAA", "BBB", "ZZZ")),
             now,
