@@ -38,10 +38,12 @@ Canonical mapping: ``our_reference`` is the ``:61:`` customer reference, or when
 ``NONREF`` the end-to-end id (a reference longer than 16 characters travels in ``/EREF/``),
 ``bank_reference`` the part after ``//``, ``end_to_end_id`` the SEPA ``EREF`` in ``:86:``,
 ``counterparty`` the name in ``:86:`` (``?32``/``?33`` or ``/NAME/``), ``fee_minor`` a
-``/CHGS/`` amount when the bank gives one. ``booking_date`` is the entry date when present, else
-the value date. A zero-amount ``:61:`` moves no money and is not a line (Citi sends them
-for information). MT942: ``control_count`` / ``control_total_minor`` are the ``:90D:`` + ``:90C:``
-counts and sums (gross), and the statement's ``format`` is ``mt942``.
+``/CHGS/`` amount when the bank gives one. ``statement_id`` is ``:20:``, with ``#<n>`` (its
+position in the file) when an earlier statement of the same file used the same reference.
+``booking_date`` is the entry date when present, else the value date. A zero-amount ``:61:``
+moves no money and is not a line (Citi sends them for information). MT942: ``control_count``
+/ ``control_total_minor`` are the ``:90D:`` + ``:90C:`` counts and sums (gross), and the
+statement's ``format`` is ``mt942``.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def parse_text(text: str, *, channel: str) -> list[Statement]:
     """Split at known tags with one regular expression (the C engine does the per-line work),
     then read each statement's fields."""
     statements: list[Statement] = []
+    references: set[str] = set()  # :20: values seen so far
     fields: list[_Field] | None = None  # the statement being read
     line_number = 1
     position = 0
@@ -137,11 +140,11 @@ def parse_text(text: str, *, channel: str) -> list[Statement]:
         line_number += text.count("\n", position, start)
         position = start
         if previous is not None:
-            fields = _close(text, previous, start, fields, statements, channel)
+            fields = _close(text, previous, start, fields, statements, channel, references)
         tag = m.group(1)
         if tag == "20":
             if fields is not None:
-                statements.append(_build(fields, channel))
+                statements.append(_build(fields, channel, statements, references))
             fields = []
         elif fields is None:
             raise StatementFormatError(
@@ -149,9 +152,9 @@ def parse_text(text: str, *, channel: str) -> list[Statement]:
             )
         previous = (tag, line_number, m.end())
     if previous is not None:
-        fields = _close(text, previous, len(text), fields, statements, channel)
+        fields = _close(text, previous, len(text), fields, statements, channel, references)
     if fields is not None:
-        statements.append(_build(fields, channel))
+        statements.append(_build(fields, channel, statements, references))
     if not statements:
         raise StatementFormatError(
             "not an MT940 file: no :20: statement reference found", line_number=1
@@ -166,6 +169,7 @@ def _close(
     fields: list[_Field] | None,
     statements: list[Statement],
     channel: str,
+    references: set[str],
 ) -> list[_Field] | None:
     """Add the field that runs up to ``end``; an end-of-message line in it closes the statement
     (what follows it, up to the next tag, is bank framing and carries nothing)."""
@@ -184,16 +188,24 @@ def _close(
     assert fields is not None
     fields.append(_Field(tag, line_number, value))
     if closed:
-        statements.append(_build(fields, channel))
+        statements.append(_build(fields, channel, statements, references))
         return None
     return fields
 
 
-def _build(fields: list[_Field], channel: str) -> Statement:
+def _build(
+    fields: list[_Field], channel: str, earlier: list[Statement], references: set[str]
+) -> Statement:
     first = fields[0]
     reference = first.first.strip()
     if not reference:
         raise StatementFormatError("empty :20: reference", line_number=first.line_number)
+    # Banks reuse :20: (STARTUMS, a zero string) for every statement of a file; the canonical id
+    # must still tell them apart: a repeated reference gets its position in the file.
+    statement_id = reference
+    if reference in references:
+        statement_id = f"{reference}#{len(earlier) + 1}"
+    references.add(reference)
     account: str | None = None
     account_currency: str | None = None
     sequence_number: int | None = None
@@ -290,12 +302,12 @@ def _build(fields: list[_Field], channel: str) -> Statement:
         )
     lines = []
     for f61, f86 in line_fields:
-        line = _line(f61, f86, channel=channel, statement_id=reference, currency=currency)
+        line = _line(f61, f86, channel=channel, statement_id=statement_id, currency=currency)
         if line is not None:
             lines.append(line)
     return Statement(
         channel=channel,
-        statement_id=reference,
+        statement_id=statement_id,
         account=account,
         currency=currency,
         format="mt942" if interim else "mt940",

@@ -192,3 +192,11 @@ def test_sberbank_crlf_and_non_swift_fields_parse_in_huf() -> None:
     (st,) = _parse("mt940/sberbank/171011_01234945.sta")
     assert st.currency == "HUF"
     assert [ln.amount_minor for ln in st.lines] == [240200, 346000, 357500]
+
+
+def test_statements_that_reuse_one_reference_get_distinct_ids() -> None:
+    statements = _parse("mt940/ASNB/mt940.txt")
+    ids = [st.statement_id for st in statements]
+    assert ids[0] == "0000000000" and ids[1] == "0000000000#2"
+    assert len(set(ids)) == len(ids) == 31
+    assert all(ln.statement_id == st.statement_id for st in statements for ln in st.lines)
