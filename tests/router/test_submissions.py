@@ -249,3 +249,20 @@ async def test_an_unknown_attempt_resolved_as_refused_fails_the_payout_without_f
     assert again["code"] == "submission_mismatch"
     journal = await _executions(bank_admin, view["attempt_id"])
     assert [t["status"] for t in journal] == ["rejected"]  # recorded, never paid
+
+
+async def test_a_bank_rejection_answered_at_once_is_definite_and_falls_back(
+    make_router: RouterFactory, bank_admin: BankAdmin
+) -> None:
+    router = await make_router(rules=[NORTH_FIRST])
+    await bank_admin.behave("northbank", "normal", success_rate=0.0)  # failure mix: rejected
+    view = await router.call("POST", "/v1/submissions", json=submission())
+    first, second = view["attempts"]
+    assert (first["status"], first["failure_class"], first["failure_code"]) == (
+        "failed",
+        "definite_non_execution",
+        "rejected",
+    )
+    assert second["status"] == "succeeded" and view["status"] == "succeeded"
+    journal = await _executions(bank_admin, first["attempt_id"])
+    assert [t["status"] for t in journal] == ["rejected"]  # the bank recorded, never paid
