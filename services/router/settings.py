@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.kit.settings import CommonSettings, Env, common_kwargs
+from services.kit.settings import CommonSettings, Env, SettingsError, common_kwargs
 
 CONFIG_DIR = Path(__file__).parent / "config"
 DEFAULT_BANK_CALLBACK_SECRET = "dev-bank-callback-secret-change-me"  # noqa: S105 - dev only
@@ -53,7 +53,17 @@ class Settings(CommonSettings):
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    env = Env(environ)
+    settings = _read(Env(environ))
+    if settings.not_found_grace_s * 1000 < settings.bank_timeout_ms:
+        # A "not found" inquiry while our request may still be on its way proves nothing.
+        raise SettingsError(
+            "ROUTER_NOT_FOUND_GRACE_MS must be >= ROUTER_BANK_TIMEOUT_MS"
+            f" ({settings.not_found_grace_s * 1000:.0f} < {settings.bank_timeout_ms})"
+        )
+    return settings
+
+
+def _read(env: Env) -> Settings:
     port = env.integer("ROUTER_PORT", 8082, min_value=1, max_value=65535)
     default_instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     return Settings(

@@ -367,3 +367,12 @@ def test_not_found_proves_non_execution_only_after_the_grace_period() -> None:
         after_inquiry(AttemptStatus.SENDING, unreachable, sent_age_s=99, not_found_grace_s=0)
         is None
     )
+
+
+def test_settings_refuse_a_not_found_grace_shorter_than_the_bank_timeout() -> None:
+    from services.kit.settings import SettingsError
+    from services.router.settings import from_env
+
+    assert from_env({}).not_found_grace_s == 30.0
+    with pytest.raises(SettingsError, match="ROUTER_NOT_FOUND_GRACE_MS"):
+        from_env({"ROUTER_BANK_TIMEOUT_MS": "5000", "ROUTER_NOT_FOUND_GRACE_MS": "1000"})
