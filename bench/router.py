@@ -304,6 +304,17 @@ async def drill(quick: bool) -> dict[str, Any]:
                     " AND status = 'succeeded' AND sent_at > $1",
                     results["recovered_wall"],
                 )
+                # The router's own record of the transition (its health event), not a poll.
+                opened = await conn.fetchval(
+                    "SELECT min(created_at) FROM outbox WHERE event_type = 'channel.health_changed'"
+                    " AND convert_from(payload, 'UTF8')::jsonb #>> '{data,channel_id}' = 'ch_north'"
+                    " AND convert_from(payload, 'UTF8')::jsonb #>> '{data,breaker_state}' = 'open'"
+                    " AND created_at > $1",
+                    results["outage_wall"],
+                )
+                results["breaker_open_after_s"] = (
+                    None if opened is None else (opened - results["outage_wall"]).total_seconds()
+                )
                 results["traffic_back_after_s"] = (
                     None if back is None else (back - results["recovered_wall"]).total_seconds()
                 )
@@ -330,7 +341,7 @@ async def _drive(
     statuses: Counter[str] = Counter()
     in_flight: set[asyncio.Task[None]] = set()
     marks: dict[str, float] = {}
-    recovered_wall = datetime.now(UTC)
+    recovered_wall = outage_wall = datetime.now(UTC)
     start = time.monotonic()
 
     async def submit(i: int) -> None:
@@ -347,16 +358,6 @@ async def _drive(
             view = await r.json()
             statuses[view.get("status", f"http_{r.status}")] += 1
 
-    async def watch_breaker() -> None:
-        while "opened_at" not in marks and time.monotonic() - start < load_end_s:
-            async with session.get(f"{router_url}/v1/channels", headers=headers) as r:
-                channels = (await r.json())["channels"]
-            north = next(c for c in channels if c["id"] == "ch_north")
-            if "outage_at" in marks and north["health"]["breaker_state"] == "open":
-                marks["opened_at"] = time.monotonic()
-            await asyncio.sleep(0.02)
-
-    watcher = asyncio.create_task(watch_breaker())
     i = 0
     interval = 1.0 / rate_per_s
     while True:
@@ -364,6 +365,7 @@ async def _drive(
         if elapsed >= load_end_s:
             break
         if "outage_at" not in marks and elapsed >= warmup_s:
+            outage_wall = datetime.now(UTC)  # before the switch: a conservative start
             await _put(session, f"{bank_url}/admin/banks/northbank/behaviour", {"mode": "outage"})
             marks["outage_at"] = time.monotonic()
         if "outage_at" in marks and "recovered_at" not in marks and elapsed >= outage_end_s:
@@ -376,14 +378,11 @@ async def _drive(
         i += 1
         await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
     await asyncio.gather(*in_flight)
-    await watcher
     return {
+        "outage_wall": outage_wall,
         "recovered_wall": recovered_wall,
         "payouts": i,
         "first_answers": dict(statuses),
-        "breaker_open_after_s": marks["opened_at"] - marks["outage_at"]
-        if "opened_at" in marks
-        else None,
     }
 
 
