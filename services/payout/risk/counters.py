@@ -126,6 +126,12 @@ class Series:
             del self.amounts[:head]
             self.head = 0
 
+    def totals(self) -> tuple[int, int]:
+        """(count, amount) of everything kept (every bucket since the horizon)."""
+        if self.head == len(self.buckets):
+            return 0, 0
+        return self.counts[-1] - self.base_count, self.amounts[-1] - self.base_amount
+
     def since(self, first_bucket: int) -> tuple[int, int]:
         """(count, amount) of events in buckets ≥ first_bucket."""
         buckets, head, n = self.buckets, self.head, len(self.buckets)

@@ -67,15 +67,25 @@ def evaluate_subject(
             if series_currency != "*" and series_currency != currency:
                 continue
             series = counters.series(group.scope, subject, series_currency)
+            # Everything the key holds bounds every window: when even that plus this payout is
+            # under a window's lowest limits, the window needs no search.
+            if series is None:
+                kept_count, kept_amount = 1, amount
+            else:
+                kept_count, kept_amount = series.totals()
+                kept_count += 1
+                kept_amount += amount
             for window in group.windows:
+                if kept_count <= window.count_floor and kept_amount <= window.amount_floor:
+                    continue
                 if series is None:
                     count, total = 1, amount  # this payout alone
                 else:
                     count, total = series.since(now_bucket - window.buckets + 1)
                     count += 1
                     total += amount
-                if count <= window.count_floor and total <= window.amount_floor:
-                    continue
+                    if count <= window.count_floor and total <= window.amount_floor:
+                        continue
                 for vr in window.rules:
                     max_count = vr.max_count
                     max_amount = vr.max_amount_minor

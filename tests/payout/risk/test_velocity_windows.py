@@ -132,3 +132,59 @@ def test_engine_velocity_counts_exactly_the_payouts_inside_the_window(
     inside = [o for o in offsets_ms if o // 1000 > now // 1000 - window_s]
     decision = engine.evaluate(payout(99, at=T0 + timedelta(milliseconds=now)))
     assert (decision.outcome == "block") == (len(inside) + 1 > max_count)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    history=st.lists(
+        st.tuples(st.integers(0, 400_000), st.integers(1, 50_000), st.booleans()),
+        max_size=40,
+    ).map(sorted),
+    limits=st.lists(
+        st.tuples(st.sampled_from([1, 10, 60, 300]), st.integers(0, 6), st.integers(1, 200_000)),
+        min_size=1,
+        max_size=6,
+    ),
+    amount=st.integers(1, 50_000),
+)
+def test_every_velocity_rule_fires_exactly_when_a_brute_force_count_says_so(
+    history: list[tuple[int, int, bool]], limits: list[tuple[int, int, int]], amount: int
+) -> None:
+    rules = []
+    for i, (window_s, max_count, max_amount) in enumerate(limits):
+        rules.append(
+            rule(
+                f"c{i}",
+                "velocity",
+                "review",
+                scope="merchant_beneficiary",
+                window_s=window_s,
+                max_count=max_count,
+            )
+        )
+        rules.append(
+            rule(
+                f"a{i}",
+                "velocity",
+                "review",
+                scope="merchant",
+                window_s=window_s,
+                currency="EUR",
+                max_amount_minor=max_amount,
+            )
+        )
+    engine = Engine(ruleset(*rules))
+    # the booleans pick one of two beneficiaries; the merchant scope sees both
+    engine.warm(
+        payout(i, at=T0 + timedelta(milliseconds=o), amount=a, account="FR1" if b else "FR2")
+        for i, (o, a, b) in enumerate(history)
+    )
+    now = (history[-1][0] if history else 0) + 500
+    decision = engine.evaluate(
+        payout(999, at=T0 + timedelta(milliseconds=now), amount=amount, account="FR1")
+    )
+    fired = {f.rule_id for f in decision.fired}
+    for i, (window_s, max_count, max_amount) in enumerate(limits):
+        inside = [(a, b) for o, a, b in history if o // 1000 > now // 1000 - window_s]
+        assert (f"c{i}" in fired) == (sum(1 for _, b in inside if b) + 1 > max_count)
+        assert (f"a{i}" in fired) == (sum(a for a, _ in inside) + amount > max_amount)
