@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from services.recon.adapters import columnar
 from services.recon.adapters.dropdir import DropDir
@@ -19,6 +20,7 @@ from services.recon.handlers import ReconService
 from services.recon.settings import Settings
 from tests.recon.conftest import rules_book
 from tests.recon.daygen import CASES, generate, statement_csv
+from tests.support.infra import ROOT
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -408,3 +410,33 @@ async def test_the_columnar_csv_intake_reconciles_exactly_like_the_parser_intake
         summaries.append(outcome.summary)
     assert summaries[0] == summaries[1]
     assert summaries[0]["breaks"]["status_mismatch"]["count"] == 3
+
+
+SAMPLES = ROOT / "tests" / "fixtures" / "statements"
+
+
+@pytest.mark.parametrize(
+    ("sample", "status", "reason_code"),
+    [
+        ("mt940/cmxl/mt940.sta", "accepted", None),
+        ("camt053/camt053.v2.multi.statement.xml", "accepted", None),
+        ("bai2/sample1.txt", "accepted", None),
+        ("mt940/jejik/ing.sta", "quarantined", "statement_unbalanced"),
+        ("mt940/betterplace/sepa_snippet_broken.sta", "quarantined", "statement_malformed"),
+    ],
+)
+async def test_real_bank_samples_are_taken_whole_or_quarantined_whole(
+    service: ReconService,
+    pool: asyncpg.Pool,
+    channel: str,
+    sample: str,
+    status: str,
+    reason_code: str | None,
+) -> None:
+    path = SAMPLES / sample
+    outcome = await service.receive_file(channel, path.name, path.read_bytes(), source="cli")
+    assert (outcome.status, outcome.reason_code) == (status, reason_code), outcome.reason
+    statements = await pool.fetchval(
+        "SELECT count(*) FROM recon_statements WHERE channel = $1", channel
+    )
+    assert (statements > 0) == (status == "accepted")

@@ -1,7 +1,7 @@
 """File-level checks, run before any line is imported: a file that fails is quarantined whole.
 
-- a statement with an opening balance has a closing one, and the reverse (a truncated file
-  loses its end);
+- a CSV statement with an opening balance has a closing one, and the reverse (a truncated
+  file loses its end; the other formats have trailers their parsers insist on);
 - every statement belongs to the channel it was dropped for;
 - one currency per account (lines, balances and every statement of the same account);
 - the channel accepts that currency (when its rules list currencies);
@@ -50,6 +50,7 @@ class StatementTotals:
     control_total_minor: int | None = None
     control_count: int | None = None
     sequence_number: int | None = None
+    format: str = "csv"
 
 
 def totals_of(st: Statement) -> StatementTotals:
@@ -80,6 +81,7 @@ def totals_of(st: Statement) -> StatementTotals:
         control_total_minor=st.control_total_minor,
         control_count=st.control_count,
         sequence_number=st.sequence_number,
+        format=st.format,
     )
 
 
@@ -107,10 +109,11 @@ def check_totals(statements: list[StatementTotals], rules: ChannelRules) -> Chec
 
 def _check_one(st: StatementTotals, rules: ChannelRules) -> CheckFailure | None:
     sid = st.statement_id
-    if not st.line_count and st.closing is None:
+    if not st.line_count and st.closing is None and st.opening is None:
         return CheckFailure("statement_empty", "a statement with neither lines nor balance", sid)
-    if (st.opening is None) != (st.closing is None):
-        # One balance without the other: the file was cut short (or its end was lost).
+    if st.format == "csv" and (st.opening is None) != (st.closing is None):
+        # One balance without the other: a CSV file cut short (the structured formats end
+        # with a trailer or a closing tag their parser insists on; BAI2 may carry only one).
         missing = "closing" if st.closing is None else "opening"
         return CheckFailure("statement_incomplete", f"the statement has no {missing} balance", sid)
     if st.channel != rules.channel:
