@@ -81,3 +81,11 @@ bench-risk: $(STAMP) ## risk evaluation p50/p99 with 200 rules vs a merchant API
 .PHONY: loadtest
 loadtest: $(STAMP) ## locust headless against a suite it starts; thresholds decide the exit code (LOADTEST_ARGS)
 	@$(INFRA); $(PY) -m loadtest.run $(LOADTEST_ARGS)
+
+.PHONY: bench-e2e
+bench-e2e: $(STAMP) ## end-to-end payouts/s, p50/p99 and CPU per 1,000 vs bare aiohttp; plots docs/img/e2e.png
+	@$(INFRA); $(PY) bench/e2e.py $(BENCH_ARGS) && $(PY) bench/plot_e2e.py
+
+.PHONY: chaos
+chaos: $(STAMP) ## faults at random moments under traffic (own PostgreSQL/RabbitMQ), then every invariant (CHAOS_ARGS)
+	@$(INFRA); $(PY) -m tests.chaos.run $(CHAOS_ARGS)

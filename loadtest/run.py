@@ -61,7 +61,11 @@ def start_suite(workdir: Path, name: str, *, with_recon: bool = False, **env: An
     service_env: dict[str, dict[str, str]] = {k: dict(v) for k, v in SUITE_ENV.items()}
     for service, extra in env.get("service_env", {}).items():
         service_env.setdefault(service, {}).update(extra)
+    servers = {
+        k: env[k] for k in ("database_url", "amqp_url") if env.get(k)
+    }  # a chaos run's own servers; the machine's servers otherwise
     spec = SuiteSpec(
+        **servers,
         workdir=workdir,
         banks_file=BANKS_FILE,
         channels=CHANNELS,

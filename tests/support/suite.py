@@ -155,7 +155,16 @@ class Suite:
 
     def cleanup(self) -> None:
         """Drop this run's databases, the ledger's app role and the broker names."""
-        asyncio.run(self.acleanup())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.acleanup())
+            return
+        # Called from a coroutine (a failed start inside a running loop): use another thread.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self.acleanup()).result()
 
     async def acleanup(self) -> None:
         """``cleanup`` from a running event loop."""

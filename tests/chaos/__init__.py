@@ -1,0 +1,1 @@
+"""Fault injection while traffic runs, then every money invariant checked."""
