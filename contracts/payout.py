@@ -17,6 +17,9 @@ Stable problem codes (``Problem.code``) answered by this service:
 - ``invalid_query`` (400: bad ``limit``, cursor, filter or date)
 - ``batch_too_large`` (413), ``batch_empty`` (422), ``csv_invalid`` (400)
 - ``ledger_unavailable`` (503) / ``funding_rejected`` (422)
+- ``risk_blocked`` (the ``failure_code`` of a payout refused by risk controls; not an HTTP error)
+- ``risk_ruleset_invalid`` (422, with ``errors``), ``risk_ruleset_not_found`` (404),
+  ``risk_ruleset_outdated`` (409: a newer version is already published)
 """
 
 from __future__ import annotations
@@ -368,6 +371,66 @@ class WebhookDeliveryList(Response, kw_only=True):
     has_more: bool
 
 
+# ---- risk controls (docs/RISK.md) ---------------------------------------------------------------
+
+
+class RiskRuleSetBody(Model, kw_only=True):
+    """A rule-set document (docs/RISK.md §1), sent as application/yaml or application/json."""
+
+    format: int
+    description: str | None = None
+    defaults: list[dict[str, Any]] | None = None
+    merchants: dict[str, dict[str, Any]] | None = None
+
+
+class RiskValidation(Response, kw_only=True):
+    valid: bool
+    digest: str
+    rule_count: int
+
+
+class RiskRuleSetStored(Response, kw_only=True):
+    version: int
+    digest: str
+
+
+class RiskRuleSet(Response, kw_only=True):
+    version: int
+    digest: str
+    author: str
+    rule_count: int
+    created_at: datetime
+    published_at: datetime | None
+    published_by: str | None
+    document: dict[str, Any] | None = None
+    source: str | None = None
+
+
+class RiskRuleSetList(Response, kw_only=True):
+    object: str = "list"
+    data: list[RiskRuleSet]
+
+
+class RiskDryRun(Model, kw_only=True):
+    days: Annotated[int, msgspec.Meta(ge=1, le=31)] = 7
+    changes_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class RiskDryRunReport(Response, kw_only=True):
+    candidate_version: int
+    evaluated: int
+    changed: int
+    transitions: dict[str, int]
+    fired_by_rule: dict[str, int]
+    changes: list[dict[str, Any]]
+    changes_truncated: bool
+
+
+class RiskEngineView(Response, kw_only=True):
+    version: int
+    stats: dict[str, int]
+
+
 # ---- events (data of payout.* envelopes is the Payout object above) ---------------------------
 
 
@@ -715,6 +778,89 @@ OPERATIONS: list[Operation] = [
         security=A,
         error_codes=(401, 404),
         tags=("admin",),
+    ),
+]
+
+_VERSION = Param("version", "path", {"type": "integer", "minimum": 1})
+_RULESET_TYPES = ("application/yaml", "application/json")
+OPERATIONS += [
+    Operation(
+        "POST",
+        "/admin/risk/rulesets/validate",
+        "adminRiskValidate",
+        "Validate a rule set without storing it",
+        request=RiskRuleSetBody,
+        responses={200: RiskValidation},
+        security=A,
+        request_content_types=_RULESET_TYPES,
+        error_codes=(400, 401, 413, 415, 422),
+        tags=("risk",),
+    ),
+    Operation(
+        "POST",
+        "/admin/risk/rulesets",
+        "adminRiskStore",
+        "Store a validated rule set as a new draft version (an invalid one is never stored)",
+        request=RiskRuleSetBody,
+        responses={201: RiskRuleSetStored},
+        security=A,
+        request_content_types=_RULESET_TYPES,
+        error_codes=(400, 401, 413, 415, 422),
+        tags=("risk",),
+    ),
+    Operation(
+        "GET",
+        "/admin/risk/rulesets",
+        "adminRiskList",
+        "Rule-set versions, newest first",
+        responses={200: RiskRuleSetList},
+        security=A,
+        error_codes=(401,),
+        tags=("risk",),
+    ),
+    Operation(
+        "GET",
+        "/admin/risk/rulesets/{version}",
+        "adminRiskGet",
+        "One rule-set version with its document",
+        responses={200: RiskRuleSet},
+        params=(_VERSION,),
+        security=A,
+        error_codes=(400, 401, 404),
+        tags=("risk",),
+    ),
+    Operation(
+        "POST",
+        "/admin/risk/rulesets/{version}/dry-run",
+        "adminRiskDryRun",
+        "Judge the last days of payouts by this version and report what would change",
+        request=RiskDryRun,
+        responses={200: RiskDryRunReport},
+        params=(_VERSION,),
+        security=A,
+        error_codes=(400, 401, 404, 415, 422),
+        tags=("risk",),
+    ),
+    Operation(
+        "POST",
+        "/admin/risk/rulesets/{version}/publish",
+        "adminRiskPublish",
+        "Publish a version: every payout instance swaps it in within a second",
+        responses={200: RiskRuleSet},
+        params=(_VERSION,),
+        security=A,
+        error_codes=(400, 401, 404, 409),
+        tags=("risk",),
+    ),
+    Operation(
+        "GET",
+        "/admin/risk/engine",
+        "adminRiskEngine",
+        "This instance's live rule-set version and counter sizes",
+        responses={200: RiskEngineView},
+        security=A,
+        error_codes=(401,),
+        tags=("risk",),
     ),
 ]
 

@@ -16,11 +16,12 @@ from services.kit import db, outbox
 from services.kit.amqp import Broker
 from services.kit.logging import get_logger
 from services.kit.web import base_app
-from services.payout import delivery, handlers
+from services.payout import delivery, handlers, risk_controls
 from services.payout.adapters.participants import LedgerClient, RouterClient
 from services.payout.coordinator import Coordinator
 from services.payout.entrypoints import consumers, http
 from services.payout.keys import context_key
+from services.payout.risk_controls import RiskControls
 from services.payout.settings import Settings
 
 log = get_logger(__name__)
@@ -31,6 +32,8 @@ broker_key = web.AppKey("payout_broker", Broker)
 session_key = web.AppKey("payout_session", aiohttp.ClientSession)
 
 JANITOR_INTERVAL_S = 60.0
+RISK_POLL_INTERVAL_S = 3.0  # catches a missed risk.ruleset_published event
+RISK_QUEUE_EXPIRY_MS = 60_000
 
 
 def dsn(settings: Settings) -> str:
@@ -53,8 +56,10 @@ async def clients(app: web.Application) -> AsyncIterator[None]:
         session, s.router_url, s.service_token, s.participant_timeout_ms, s.submission_timeout_ms
     )
     coordinator = Coordinator(app[pool_key], ledger, router, s)
+    risk_controls = RiskControls(app[pool_key])
+    await risk_controls.start()  # before the site accepts requests: rules loaded and warm
     app[context_key] = handlers.Context(
-        pool=app[pool_key], coordinator=coordinator, ledger=ledger, settings=s
+        pool=app[pool_key], coordinator=coordinator, ledger=ledger, settings=s, risk=risk_controls
     )
     yield
     await session.close()
@@ -79,6 +84,14 @@ async def broker(app: web.Application) -> AsyncIterator[None]:
     await b.consume(consumers.ATTEMPTS_CONSUMER, ["attempt.resolved"], attempt_resolved)
     await b.consume(consumers.RECON_CONSUMER, ["recon.payout_resolved"], recon_resolved)
     await b.consume(delivery.CONSUMER, ["payout.*"], fan_out)
+    # Every instance must see every published rule set and every accepted payout (velocity
+    # counters): a queue of its own, removed by the broker once the instance is gone.
+    await b.consume(
+        f"payout.risk.{s.instance_id}",
+        [risk_controls.PUBLISHED_EVENT, "payout.created"],
+        ctx.risk.on_event,
+        queue_arguments={"x-expires": RISK_QUEUE_EXPIRY_MS},
+    )
     yield
     await b.close()
 
@@ -121,11 +134,14 @@ async def _batches_and_janitor(app: web.Application, stop: asyncio.Event) -> Non
     """Batch items become payouts in chunks; expired idempotency keys are purged."""
     ctx = app[context_key]
     loop = asyncio.get_running_loop()
-    last_janitor = 0.0
+    last_janitor = last_risk_poll = 0.0
     while not stop.is_set():
         handled = 0
         try:
             handled = await handlers.process_batch_chunk(ctx)
+            if loop.time() - last_risk_poll > RISK_POLL_INTERVAL_S:
+                last_risk_poll = loop.time()
+                await ctx.risk.refresh()
             if loop.time() - last_janitor > JANITOR_INTERVAL_S:
                 last_janitor = loop.time()
                 await handlers.complete_empty_batches(ctx)

@@ -18,11 +18,13 @@ import msgspec
 from contracts import payout as wire
 from services.kit.errors import ProblemError, decode_body
 from services.kit.logging import get_logger
+from services.payout import risk
 from services.payout.adapters import store
 from services.payout.adapters.participants import LedgerClient, Transient
 from services.payout.coordinator import Coordinator
 from services.payout.domain import payouts as rules
 from services.payout.domain import tcc
+from services.payout.risk_controls import RiskControls
 from services.payout.settings import Settings
 
 log = get_logger(__name__)
@@ -44,6 +46,19 @@ class Context:
     coordinator: Coordinator
     ledger: LedgerClient
     settings: Settings
+    risk: RiskControls
+
+
+@dataclass(frozen=True)
+class Created:
+    """A payout just inserted; ``judged`` is counted by the risk engine once committed."""
+
+    row: asyncpg.Record
+    gid: str | None
+    judged: tuple[risk.PayoutFacts, risk.Decision]
+
+    def accepted(self, ctx: Context) -> None:
+        ctx.risk.accepted(*self.judged)
 
 
 @dataclass(frozen=True)
@@ -178,14 +193,14 @@ def _limits(merchant: asyncpg.Record) -> rules.Limits:
 
 async def insert_payout(
     conn: asyncpg.Connection,
+    ctx: Context,
     merchant_id: str,
     request: wire.CreatePayout,
     now: datetime,
     *,
     lease_owner: str | None,
-    lease_s: int,
     batch_id: str | None = None,
-) -> tuple[asyncpg.Record, str | None]:
+) -> Created:
     """Validate against the merchant's rules and create the payout (+ its global transaction
     unless it waits for review). Raises ``ProblemError``; the caller's transaction then rolls
     back, so a refused payout leaves nothing behind."""
@@ -227,16 +242,38 @@ async def insert_payout(
             errors=[{"limit": exc.which, "limit_minor": exc.limit_minor}],
         ) from None
     status = rules.initial_status(limits, request.amount)
-    fee = rules.fee_minor(request.amount, merchant["fee_fixed_minor"], merchant["fee_bps"])
     payout_id = rules.new_id("po")
-    history = [rules.history_entry(status, now, "created")]
+    # Risk controls judge in memory, inside the merchant lock, before anything is held.
+    facts = risk.PayoutFacts(
+        payout_id=payout_id,
+        merchant_id=merchant_id,
+        amount_minor=request.amount,
+        currency=request.currency,
+        beneficiary_account=request.beneficiary.account_number,
+        beneficiary_bank=request.beneficiary.bank_code,
+        beneficiary_name=request.beneficiary.name,
+        created_at=now,
+    )
+    decision = ctx.risk.evaluate(facts)
+    reason = "created"
+    failure_code = failure_message = None
+    if decision.outcome == "block":
+        status, reason = rules.FAILED, "risk_blocked"
+        failure_code = risk.FAILURE_CODE_BLOCKED
+        failure_message = "refused by risk controls"
+    elif decision.outcome == "review":
+        status, reason = rules.PENDING_REVIEW, "risk_review"
+    fee = rules.fee_minor(request.amount, merchant["fee_fixed_minor"], merchant["fee_bps"])
+    history = [rules.history_entry(status, now, reason)]
     try:
         async with conn.transaction():  # savepoint: a duplicate reference leaves the txn usable
             row = await conn.fetchrow(
                 """INSERT INTO payouts(id, merchant_id, amount_minor, fee_minor, currency,
                        beneficiary_name, beneficiary_account, beneficiary_bank_code, reference,
-                       metadata, status, batch_id, status_history, created_at, updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                       metadata, status, batch_id, status_history, created_at, updated_at,
+                       failure_code, failure_message, risk_version, risk_outcome, risk_decision)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14,
+                           $15, $16, $17, $18, $19)
                    RETURNING *""",
                 payout_id,
                 merchant_id,
@@ -252,6 +289,11 @@ async def insert_payout(
                 batch_id,
                 json.dumps(history),
                 now,
+                failure_code,
+                failure_message,
+                decision.ruleset_version,
+                decision.outcome,
+                msgspec.json.encode(decision).decode(),
             )
     except asyncpg.UniqueViolationError:
         raise ProblemError(
@@ -263,9 +305,22 @@ async def insert_payout(
     assert row is not None
     gid = None
     if status == rules.PROCESSING:
-        gid = await create_global_tx(conn, payout_id, now, lease_owner=lease_owner, lease_s=lease_s)
+        gid = await create_global_tx(
+            conn, payout_id, now, lease_owner=lease_owner, lease_s=ctx.settings.tx_lease_s
+        )
     await store.emit(conn, row, "payout.created", now)
-    return row, gid
+    if status == rules.FAILED:
+        await store.emit(conn, row, "payout.failed", now)  # blocked: nothing held, nothing sent
+    for alert in ctx.risk.observe(facts, decision):
+        await store.raise_alert(
+            conn,
+            code=alert.code,
+            severity=alert.severity,
+            message=alert.message,
+            payout_id=alert.payout_id,
+            now=now,
+        )
+    return Created(row, gid, (facts, decision))
 
 
 async def create_global_tx(
@@ -306,25 +361,22 @@ async def create_payout(ctx: Context, merchant_id: str, key: str | None, raw: by
         begun = await _begin_idempotent(conn, ctx, merchant_id, key, "create_payout", digest, now)
         if begun.replay is not None:
             return begun.replay
-        gid: str | None = None
+        created: Created | None = None
         if begun.resume_payout_id is not None:
             payout_id = begun.resume_payout_id
         else:
-            row, gid = await insert_payout(
-                conn,
-                merchant_id,
-                request,
-                now,
-                lease_owner=owner,
-                lease_s=ctx.settings.tx_lease_s,
-            )
-            payout_id = row["id"]
+            created = await insert_payout(conn, ctx, merchant_id, request, now, lease_owner=owner)
+            payout_id = created.row["id"]
             await conn.execute(
                 "UPDATE idempotency_keys SET payout_id = $3 WHERE merchant_id = $1 AND key = $2",
                 merchant_id,
                 key,
                 payout_id,
             )
+    gid = None
+    if created is not None:
+        created.accepted(ctx)
+        gid = created.gid
     if gid is not None:
         # Hold the funds and the channel quota now, so the answer already says whether the
         # payout can proceed (e.g. failed: insufficient_funds); the bank part runs in the worker.
@@ -832,26 +884,28 @@ async def process_batch_chunk(ctx: Context) -> int:
             ctx.settings.batch_chunk_size,
         )
         touched: set[str] = set()
+        accepted: list[Created] = []
         for r in rows:
             touched.add(r["batch_id"])
             request = msgspec.convert(json.loads(r["request"]), wire.CreatePayout)
             try:
                 async with conn.transaction():
-                    payout, _gid = await insert_payout(
+                    created = await insert_payout(
                         conn,
+                        ctx,
                         r["merchant_id"],
                         request,
                         now,
                         lease_owner=None,
-                        lease_s=ctx.settings.tx_lease_s,
                         batch_id=r["batch_id"],
                     )
+                accepted.append(created)
                 await conn.execute(
                     "UPDATE batch_items SET status = 'created', payout_id = $3"
                     " WHERE batch_id = $1 AND line_no = $2",
                     r["batch_id"],
                     r["line_no"],
-                    payout["id"],
+                    created.row["id"],
                 )
             except ProblemError as exc:
                 await conn.execute(
@@ -870,6 +924,8 @@ async def process_batch_chunk(ctx: Context) -> int:
                 batch_id,
                 now,
             )
+    for created in accepted:
+        created.accepted(ctx)
     if rows:
         ctx.coordinator.wake.set()
     return len(rows)

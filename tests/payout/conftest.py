@@ -131,25 +131,36 @@ async def _serve(app: web.Application) -> TestServer:
 @pytest.fixture
 async def make_harness(run_id: str, amqp_prefix: str) -> AsyncIterator[Any]:
     """Build a harness; keyword arguments become environment variables of the service."""
-    started: list[tuple[TestClient, list[TestServer], str]] = []
+    started: list[tuple[TestClient, list[TestServer], str, str]] = []
 
-    async def build(**env: str) -> Harness:
-        ledger, router = FakeLedger(), FakeRouter()
-        ledger_server = await _serve(ledger.app())
-        router_server = await _serve(router.app())
-        tag = uuid.uuid4().hex[:6]
-        prefix = f"{run_id}_{tag}_"
+    async def build(share_with: Harness | None = None, **env: str) -> Harness:
+        """``share_with``: a second instance of the same deployment (database, broker, fakes)."""
+        if share_with is not None:
+            ledger, router = share_with.ledger, share_with.router
+            prefix = share_with.settings.db_name_prefix
+            broker_prefix = share_with.settings.amqp_prefix
+            ledger_url, router_url = share_with.settings.ledger_url, share_with.settings.router_url
+            servers: list[TestServer] = []
+        else:
+            ledger, router = FakeLedger(), FakeRouter()
+            ledger_server = await _serve(ledger.app())
+            router_server = await _serve(router.app())
+            servers = [ledger_server, router_server]
+            ledger_url = str(ledger_server.make_url("")).rstrip("/")
+            router_url = str(router_server.make_url("")).rstrip("/")
+            tag = uuid.uuid4().hex[:6]
+            prefix = f"{run_id}_{tag}_"
+            broker_prefix = f"{amqp_prefix}.{tag}"
         dsn = db.service_dsn(infra.database_url(), prefix, "payout")
         await db.ensure_database(infra.database_url(), prefix + "payout")
         await migrations.apply(dsn, ROOT / "services" / "payout" / "migrations")
-        broker_prefix = f"{amqp_prefix}.{tag}"
         environ = {
             "DATABASE_URL": infra.database_url(),
             "DB_NAME_PREFIX": prefix,
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": broker_prefix,
-            "LEDGER_URL": str(ledger_server.make_url("")).rstrip("/"),
-            "ROUTER_URL": str(router_server.make_url("")).rstrip("/"),
+            "LEDGER_URL": ledger_url,
+            "ROUTER_URL": router_url,
             "ADMIN_API_KEY": ADMIN_KEY,
             "PAYOUT_TX_LEASE_S": "2",
             "PAYOUT_RECOVERY_INTERVAL_MS": "50",
@@ -165,20 +176,22 @@ async def make_harness(run_id: str, amqp_prefix: str) -> AsyncIterator[Any]:
         settings = from_env(environ)
         client = TestClient(TestServer(create_app(settings)))
         await client.start_server()
-        started.append((client, [ledger_server, router_server], broker_prefix))
+        started.append((client, servers, broker_prefix, settings.instance_id))
         return Harness(client, settings, dsn, ledger, router)
 
     yield build
-    for client, servers, broker_prefix in started:
+    for client, servers, _prefix, _instance in reversed(started):
         await client.close()
         for server in servers:
             await server.close()
+    for _client, _servers, broker_prefix, instance in started:
         queues = [
             f"{broker_prefix}.{name}"
             for name in (
                 consumers.ATTEMPTS_CONSUMER,
                 consumers.RECON_CONSUMER,
                 delivery.CONSUMER,
+                f"payout.risk.{instance}",
             )
         ]
         await infra.delete_broker_names(broker_prefix, queues)

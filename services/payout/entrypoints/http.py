@@ -275,6 +275,57 @@ async def admin_resend(request: web.Request) -> web.Response:
     )
 
 
+# ---- risk controls --------------------------------------------------------------------------
+
+
+def _version(request: web.Request) -> int:
+    raw = request.match_info["version"]
+    if not raw.isdigit() or not 1 <= int(raw) <= 2**62:
+        raise ProblemError(400, "invalid_query", "Invalid version", "a positive integer")
+    return int(raw)
+
+
+async def _ruleset_body(request: web.Request) -> bytes:
+    raw = await request.read()
+    if not raw:
+        raise ProblemError(400, "empty_body", "Empty body", "send a rule-set document")
+    return raw
+
+
+async def admin_risk_validate(request: web.Request) -> web.Response:
+    raw = await _ruleset_body(request)
+    return json_response(await _ctx(request).risk.validate(raw, request.content_type))
+
+
+async def admin_risk_store(request: web.Request) -> web.Response:
+    raw = await _ruleset_body(request)
+    stored = await _ctx(request).risk.create(raw, request.content_type, author="admin")
+    return json_response(stored, status=201)
+
+
+async def admin_risk_list(request: web.Request) -> web.Response:
+    return json_response(await _ctx(request).risk.listing())
+
+
+async def admin_risk_get(request: web.Request) -> web.Response:
+    return json_response(await _ctx(request).risk.get(_version(request)))
+
+
+async def admin_risk_dry_run(request: web.Request) -> web.Response:
+    version = _version(request)
+    body = await read_json(request, wire.RiskDryRun) if request.body_exists else wire.RiskDryRun()
+    return json_response(await _ctx(request).risk.dry_run(version, body.days, body.changes_max))
+
+
+async def admin_risk_publish(request: web.Request) -> web.Response:
+    return json_response(await _ctx(request).risk.publish(_version(request), by="admin"))
+
+
+async def admin_risk_engine(request: web.Request) -> web.Response:
+    engine = _ctx(request).risk.engine
+    return json_response({"version": engine.version, "stats": engine.stats()})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/payouts", create_payout)
@@ -303,3 +354,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/webhook_deliveries", admin_list_deliveries)
     r.add_get("/admin/webhook_deliveries/{delivery_id}", admin_get_delivery)
     r.add_post("/admin/webhook_deliveries/{delivery_id}/resend", admin_resend)
+    r.add_post("/admin/risk/rulesets/validate", admin_risk_validate)
+    r.add_post("/admin/risk/rulesets", admin_risk_store)
+    r.add_get("/admin/risk/rulesets", admin_risk_list)
+    r.add_get("/admin/risk/rulesets/{version}", admin_risk_get)
+    r.add_post("/admin/risk/rulesets/{version}/dry-run", admin_risk_dry_run)
+    r.add_post("/admin/risk/rulesets/{version}/publish", admin_risk_publish)
+    r.add_get("/admin/risk/engine", admin_risk_engine)
