@@ -33,12 +33,13 @@ class Settings(CommonSettings):
 
 
 # Development default so `make run` works; production sets its own (see .env.example).
+DEFAULT_CHANNELS_FILE = Path(__file__).parent / "channels.yaml"
 DEFAULT_FINANCE_KEY = "dev-finance-key-change-me"
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     env = Env(environ)
-    channels_file = env.string("RECON_CHANNELS_FILE", "-")
+    channels_file = env.string("RECON_CHANNELS_FILE", str(DEFAULT_CHANNELS_FILE))
     return Settings(
         **common_kwargs(env),
         host=env.string("RECON_HOST", "127.0.0.1"),
