@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,8 +168,6 @@ def _signin_page(
 ) -> web.Response:
     token = request.cookies.get(sessions.LOGIN_CSRF_COOKIE)
     if not token or not re.fullmatch(r"[A-Za-z0-9_\-]{20,64}", token):
-        import secrets
-
         token = secrets.token_urlsafe(24)
     nxt = request.query.get("next", "")
     body = (
@@ -299,7 +298,7 @@ async def runs_page(request: web.Request, sess: Session) -> web.StreamResponse:
         f"{text_input('to', 'To', end.isoformat(), kind='date')}"
         f"{text_input('channel', 'Channel', channel)}"
         '<button type="submit">Show</button>'
-        f'<a href="/summary/daily.csv{range_q}">Daily summary (CSV)</a></form>'
+        f'<a href="/summary/daily.csv{esc(range_q)}">Daily summary (CSV)</a></form>'
     )
     rows = [
         [
@@ -384,7 +383,7 @@ async def run_page(request: web.Request, sess: Session) -> web.StreamResponse:
     ]
     break_rows = [
         [
-            f'<a href="/breaks{query(run_id=run_id, code=f["code"])}">'
+            f'<a href="/breaks{esc(query(run_id=run_id, code=f["code"]))}">'
             f"{badge(f['code'], 'code')}</a>",
             esc(f["currency"]),
             esc(f"{f['n']:,}"),
@@ -421,7 +420,8 @@ async def run_page(request: web.Request, sess: Session) -> web.StreamResponse:
     )
     body = (
         f'<p class="muted">{esc(row["channel"])} · business date {esc(row["business_date"])} · '
-        f"rules {esc(row['rules_version'])} · finished {esc(row['finished_at']):.19}</p>"
+        f"rules {esc(row['rules_version'])} · finished "
+        f"{esc(row['finished_at'].strftime('%Y-%m-%d %H:%M:%S'))} UTC</p>"
         f"{superseded}<div class=cards>{cards}</div><p>{downloads} · "
         f'<a href="/breaks{query(run_id=run_id)}">Breaks of this run</a></p>'
         '<div class="grid2"><section><h2>Per pass</h2>'
