@@ -231,6 +231,11 @@ async def test_attempts_export_is_ndjson_filtered_by_bank_and_time(
         router.url + "/v1/attempts/export", params={"bank": "atlas"}, headers=router.headers
     ) as resp:
         assert await resp.read() == b""
+    # An offset written without URL-encoding its "+" still parses.
+    async with router.session.get(
+        router.url + "/v1/attempts/export?to=2000-01-01T00:00:00+00:00", headers=router.headers
+    ) as resp:
+        assert resp.status == 200 and await resp.read() == b""
 
 
 def _sign(body: bytes, *, secret: str = CALLBACK_SECRET, at: int | None = None) -> str:

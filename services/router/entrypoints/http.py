@@ -116,7 +116,8 @@ def _query_time(request: web.Request, name: str) -> datetime | None:
     try:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        # An unencoded "+01:00" offset arrives as " 01:00" (form decoding): put the sign back.
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
         raise ProblemError(
             400, "invalid_query", "Invalid query", f"{name} must be an ISO date or date-time"
