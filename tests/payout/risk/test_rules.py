@@ -40,7 +40,8 @@ def test_blocklist_fires_on_a_listed_beneficiary_however_it_is_typed(
     outcome: str, field: str, listed: str, typed: str
 ) -> None:
     r = rule("listed", "blocklist", outcome, field=field, values=[listed])
-    decision = judge([r], [], payout(**{field: typed}))
+    overrides: dict[str, Any] = {field: typed}
+    decision = judge([r], [], payout(**overrides))
     assert_fired(decision, "listed", outcome, f"beneficiary_{field}_blocklisted")
 
 
