@@ -746,6 +746,11 @@ def validate_item(item: Any) -> wire.CreatePayout:
     return result
 
 
+def _pg_text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; a rejected item's echo keeps it visible, escaped."""
+    return value.replace("\x00", "\\u0000")
+
+
 async def create_batch(
     ctx: Context, merchant_id: str, key: str | None, raw: bytes, content_type: str
 ) -> Answer:
@@ -781,10 +786,11 @@ async def create_batch(
                             batch_id,
                             line,
                             "rejected",
-                            str(ref)[:64] if ref is not None else None,
+                            _pg_text(str(ref))[:64] if ref is not None else None,
                             None,
                             exc.code,
-                            (exc.detail or exc.title)[:500],
+                            # The message may quote a field name from the item, NUL included.
+                            _pg_text(exc.detail or exc.title)[:500],
                         )
                     )
                     continue
