@@ -15,12 +15,13 @@ from contracts.wire import Envelope
 from services.kit import db, outbox
 from services.kit.amqp import Broker
 from services.kit.logging import get_logger
+from services.kit.ratelimit import TokenBucketLimiter, rate_limit_middleware
 from services.kit.web import base_app
 from services.payout import delivery, handlers, risk_controls
 from services.payout.adapters.participants import LedgerClient, RouterClient
 from services.payout.coordinator import Coordinator
 from services.payout.entrypoints import consumers, http
-from services.payout.keys import context_key
+from services.payout.keys import context_key, merchant_id_key
 from services.payout.risk_controls import RiskControls
 from services.payout.settings import Settings
 
@@ -167,13 +168,29 @@ async def broker_ready(app: web.Application) -> None:
         raise ConnectionError("broker not connected")
 
 
+def rate_limit_key(request: web.Request) -> str | None:
+    """A merchant's keys share its bucket; operators share the admin one."""
+    merchant_id = request.get(merchant_id_key)
+    if merchant_id is not None:
+        return f"merchant:{merchant_id}"
+    return "admin" if request.path.startswith("/admin") else None
+
+
+def rate_limits(settings: Settings) -> list[Any]:
+    if settings.rate_limit_per_s == 0:
+        return []
+    limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    return [rate_limit_middleware(limiter, rate_limit_key, scope="payout")]
+
+
 def create_app(settings: Settings) -> web.Application:
     app = base_app(
         openapi_document=contracts.payout.document(),
         # Batches may be larger than any other body; body_size_middleware keeps the others to
         # REQUEST_BODY_MAX_BYTES.
         client_max_size=max(settings.batch_body_max_bytes, settings.request_body_max_bytes),
-        middlewares=[http.body_size_middleware, http.auth_middleware],
+        # The limiter runs after authentication: its key is the caller's identity.
+        middlewares=[http.body_size_middleware, http.auth_middleware, *rate_limits(settings)],
         readiness=[database_ready, broker_ready],
     )
     app[settings_key] = settings

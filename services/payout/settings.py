@@ -62,6 +62,9 @@ class Settings(CommonSettings):
     batch_body_max_bytes: int = 16 * 1024 * 1024  # 10,000 payouts as JSON need ~2-4 MiB
     batch_chunk_size: int = 200
     page_limit_max: int = 100
+    # Per-merchant (and admin) token bucket on the HTTP API; 0 turns the limiter off.
+    rate_limit_per_s: int = 200
+    rate_limit_burst: int = 400
     # Defaults for a new merchant (admin can change them per merchant).
     default_per_payout_max_minor: int | None = 100_000_000
     default_daily_max_minor: int | None = 1_000_000_000
@@ -174,4 +177,10 @@ def _from_env(environ: Mapping[str, str] | None) -> Settings:
             "PAYOUT_DEFAULT_FEE_FIXED_MINOR", 25, min_value=0, max_value=1_000_000_000
         ),
         default_fee_bps=env.integer("PAYOUT_DEFAULT_FEE_BPS", 10, min_value=0, max_value=10_000),
+        rate_limit_per_s=env.integer(
+            "PAYOUT_RATE_LIMIT_PER_S", 200, min_value=0, max_value=1_000_000
+        ),
+        rate_limit_burst=env.integer(
+            "PAYOUT_RATE_LIMIT_BURST", 400, min_value=1, max_value=1_000_000
+        ),
     )
