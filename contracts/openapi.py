@@ -109,7 +109,7 @@ def build(title: str, version: str, operations: list[Operation]) -> dict[str, An
             if model is not None:
                 response["content"] = {op.response_content_type: {"schema": schema_of[model]}}
             item["responses"][str(status)] = response
-        for status in op.error_codes:
+        for status in sorted(set(op.error_codes) | _common_error_codes(op)):
             item["responses"].setdefault(
                 str(status),
                 {
@@ -133,6 +133,26 @@ def build(title: str, version: str, operations: list[Operation]) -> dict[str, An
             name: SECURITY_SCHEMES[name] for name in sorted(used_security)
         }
     return document
+
+
+# Operations behind these schemes pass the per-key rate limiter (services/kit/ratelimit.py).
+RATE_LIMITED_SCHEMES = frozenset({"merchantKey", "adminKey"})
+
+
+def _common_error_codes(op: Operation) -> set[int]:
+    """Answers the shared middleware can give to any operation, whatever its own list says:
+    a malformed path or query (400), a missing credential (401), a body of the wrong type or
+    size (413, 415), invalid parameters (422) and the rate limit (429)."""
+    codes = {400}
+    if op.security:
+        codes.add(401)
+    if op.security in RATE_LIMITED_SCHEMES:
+        codes.add(429)
+    if op.request is not None:
+        codes |= {413, 415, 422}
+    if any(p.location == "query" for p in op.params):
+        codes.add(422)
+    return codes
 
 
 def _reason(status: int) -> str:
