@@ -27,6 +27,16 @@ from services.kit.logging import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
+REDELIVERY_BACKOFF_BASE_S = 0.1
+REDELIVERY_BACKOFF_MAX_S = 5.0
+
+
+def _redelivery_backoff_s(message: AbstractIncomingMessage) -> float:
+    """0.1 s, doubling with each earlier delivery (quorum queues count them), at most 5 s:
+    about 20 s before a limit of 10 parks the message."""
+    count = (message.headers or {}).get("x-delivery-count", 0)
+    count = count if isinstance(count, int) and count >= 0 else 0
+    return float(min(REDELIVERY_BACKOFF_MAX_S, REDELIVERY_BACKOFF_BASE_S * 2 ** min(count, 16)))
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,9 @@ class Broker:
                     event_id=envelope.event_id,
                     event_type=envelope.event_type,
                 )
+                # Space the redeliveries out: requeued at once, a database restart of a second
+                # used up the whole delivery limit in milliseconds and dead-lettered the event.
+                await asyncio.sleep(_redelivery_backoff_s(message))
                 await message.nack(requeue=True)
                 return
             await message.ack()
