@@ -441,6 +441,9 @@ async def check(
         "refused": dict(traffic.refused),
         "gave_up": traffic.gave_up,
         "alerts": dict(Counter(a.get("code") for a in alerts)),
+        "failure_codes": dict(
+            Counter(p["failure_code"] for p in payouts.values() if p["status"] == "failed")
+        ),
     }
     return invariants, counts
 
