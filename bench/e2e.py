@@ -362,7 +362,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"  {result['baseline']}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     servers: list[Any] = []
-    urls: dict[str, str] = {}
+    urls: dict[str, Any] = {}
     if args.own_servers:
         # Our own PostgreSQL and RabbitMQ: no other test's connections or queries in the way.
         from tests.chaos.servers import OwnPostgres, OwnRabbit
