@@ -120,7 +120,13 @@ class ReconService:
         lines_path = self.settings.data_dir / "lines" / channel / f"{sha256}.parquet"
         pending = lines_path.with_name(lines_path.name + ".pending")
         line_count = 0
-        if not data.strip():
+        if len(data) > self.settings.statement_max_bytes:
+            failure = checks.CheckFailure(
+                "file_too_large",
+                f"the file is larger than RECON_STATEMENT_MAX_BYTES"
+                f" ({self.settings.statement_max_bytes} bytes)",
+            )
+        elif not data.strip():
             failure = checks.CheckFailure("file_empty", "the file is empty")
         else:
             fast = None

@@ -23,6 +23,8 @@ class Settings(CommonSettings):
     scan_interval_ms: int
     intake_enabled: bool
     upload_max_bytes: int
+    # A statement file larger than this is quarantined unread (drop directory and upload).
+    statement_max_bytes: int = 1024**3
     export_max_bytes: int  # the router's attempts export for one run
     export_timeout_s: int
     duckdb_threads: int
@@ -55,6 +57,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         intake_enabled=env.flag("RECON_INTAKE_ENABLED", True),
         upload_max_bytes=env.integer(
             "RECON_UPLOAD_MAX_BYTES", 256 * 1024 * 1024, min_value=1024, max_value=2 * 1024**3
+        ),
+        statement_max_bytes=env.integer(
+            "RECON_STATEMENT_MAX_BYTES", 1024**3, min_value=1024, max_value=16 * 1024**3
         ),
         export_max_bytes=env.integer(
             "RECON_EXPORT_MAX_BYTES", 2 * 1024**3, min_value=1024, max_value=64 * 1024**3

@@ -39,8 +39,14 @@ async def intake_once(service: ReconService, drop: DropDir, *, first: bool = Fal
     return handled
 
 
+def _read_capped(path: Path, size_max: int) -> bytes:
+    with path.open("rb") as file:
+        return file.read(size_max)
+
+
 async def _take(service: ReconService, drop: DropDir, channel: str, path: Path) -> None:
-    data = await asyncio.to_thread(path.read_bytes)
+    # One byte past the cap is enough to know the file is too large: never read the rest.
+    data = await asyncio.to_thread(_read_capped, path, service.settings.statement_max_bytes + 1)
     outcome = await service.receive_file(channel, path.name, data, source="dropdir")
     if outcome.status == "quarantined":
         drop.quarantine(
