@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from services.recon.domain.lines import Balance, Direction, Statement
-from services.recon.domain.rules import ChannelRules
+from services.recon.domain.rules import ChannelRules, account_key
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,13 @@ def _check_one(st: StatementTotals, rules: ChannelRules) -> CheckFailure | None:
     if st.channel != rules.channel:
         return CheckFailure(
             "channel_mismatch", f"statement is for {st.channel}, not {rules.channel}", sid
+        )
+    if rules.accounts and account_key(st.account) not in {account_key(a) for a in rules.accounts}:
+        # A statement of an account that is not this channel's: a misrouted or forged file.
+        return CheckFailure(
+            "account_unknown",
+            f"account ending {st.account[-4:]} does not belong to channel {rules.channel}",
+            sid,
         )
     if rules.currencies and st.currency not in rules.currencies:
         return CheckFailure(

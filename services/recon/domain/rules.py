@@ -38,6 +38,9 @@ class ChannelRules:
     # "net": the line amount is the principal; "gross": it includes the bank's fee.
     amount_basis: str = "net"
     currencies: tuple[str, ...] = ()  # accepted currencies; empty = any
+    # The channel's own accounts at the bank (IBAN or number); a statement of any other account
+    # is quarantined (account_unknown). Empty = not checked.
+    accounts: tuple[str, ...] = ()
     passes: tuple[str, ...] = PASSES
     one_to_many_group_by: tuple[str, ...] = ("currency", "record_date")
     check_fees: bool = True
@@ -69,6 +72,11 @@ class RulesBook:
         return sorted(self.channels)
 
 
+def account_key(account: str) -> str:
+    """An account as compared: no spaces, upper case, without a ``BIC/`` prefix (MT940)."""
+    return account.rsplit("/", 1)[-1].replace(" ", "").upper()
+
+
 def valid_channel(name: str) -> bool:
     return bool(_CHANNEL.match(name))
 
@@ -80,7 +88,7 @@ def _rules(channel: str, raw: dict[str, Any], base: ChannelRules) -> ChannelRule
         raise RulesError(f"channel {channel}: unknown key(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("currencies", "passes", "one_to_many_group_by"):
+        if key in ("currencies", "passes", "one_to_many_group_by", "accounts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise RulesError(f"channel {channel}: {key} must be a list of strings")
             value = tuple(value)
