@@ -43,8 +43,16 @@ Reference = Annotated[
         description="the merchant's own reference, unique per merchant",
     ),
 ]
+# No control characters in free text: PostgreSQL refuses NUL, and a line break in a name
+# would break the bank's payment file.
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
 BeneficiaryName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=70, pattern=r"^\S.*\S$|^\S$")
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=70,
+        pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+    ),
 ]
 AccountNumber = Annotated[
     str,
@@ -53,8 +61,8 @@ AccountNumber = Annotated[
     ),
 ]
 BankCode = Annotated[str, msgspec.Meta(min_length=1, max_length=11, pattern=r"^[A-Za-z0-9]+$")]
-MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-MetadataValue = Annotated[str, msgspec.Meta(max_length=500)]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=_TEXT)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=500, pattern=_TEXT)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], msgspec.Meta(max_length=20)]
 LimitMinor = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000_000_000)]
 Bps = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="basis points (1/100 of 1%)")]
