@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,15 +189,20 @@ def banner(config: DemoConfig, state: dict[str, Any]) -> str:
                 "account_number": "GB29NWBK60161331926819",
                 "bank_code": "NRTHGB2L",
             },
-            "reference": "demo-0001",
+            "reference": "REF",
         }
     )
+    # A fresh reference and idempotency key per paste, so pasting the command twice makes two
+    # payouts instead of a reference_already_used error; no uuidgen needed.
+    assert "'" not in body
+    data = "'" + body.replace('"REF"', '"\'"$REF"\'"') + "'"
     curl = (
+        'REF="demo-$(date +%s%N)"; '
         f"curl -sS -X POST {config.urls['payout']}/v1/payouts \\\n"
         f"  -H 'Authorization: Bearer {state['secret_key']}' \\\n"
-        f'  -H "Idempotency-Key: $(uuidgen || date +%s%N)" \\\n'
-        f"  -H 'Content-Type: application/json' \\\n"
-        f"  -d {shlex.quote(body)}"
+        '  -H "Idempotency-Key: $REF" \\\n'
+        "  -H 'Content-Type: application/json' \\\n"
+        f"  -d {data}"
     )
     return "\n".join(
         [
