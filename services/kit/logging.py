@@ -26,8 +26,21 @@ SECRET_KEYS = frozenset(
         "token",
     }
 )
+# A key with one of these words in it (``webhook_secret``, ``X-Service-Token``,
+# ``bank_key``) is a secret too.
+_SECRET_KEY_WORDS = re.compile(
+    r"(^|[_\-])(secret|password|token|authorization|cookie|api_key|bank_key|bank-key)($|[_\-])"
+)
 ACCOUNT_KEYS = frozenset({"account_number", "iban", "beneficiary_account"})
 _LONG_DIGITS = re.compile(r"\b(\d{4,})(\d{4})\b")
+# IBANs inside free text (country, check digits, 10-30 letters/digits): last 4 kept.
+_IBAN = re.compile(r"\b([A-Z]{2}\d{2}[A-Z0-9]{6,26})([A-Z0-9]{4})\b")
+# Our own credential shapes inside free text: merchant keys, webhook secrets, bearer values.
+_CREDENTIAL = re.compile(r"\b(sk|whsec)_[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]+")
+
+
+def _is_secret_key(lowered: str) -> bool:
+    return lowered in SECRET_KEYS or _SECRET_KEY_WORDS.search(lowered) is not None
 
 
 def mask_account(value: str) -> str:
@@ -42,7 +55,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             lowered = str(key).lower()
-            if lowered in SECRET_KEYS:
+            if _is_secret_key(lowered):
                 out[key] = "[redacted]"
             elif lowered in ACCOUNT_KEYS and isinstance(item, str):
                 out[key] = mask_account(item)
@@ -52,7 +65,9 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub(item, depth + 1) for item in value]
     if isinstance(value, str) and len(value) >= 8:
-        # Long digit runs (account numbers inside free text) keep only their last 4 digits.
+        # Account numbers inside free text keep only their last 4 characters; credentials go.
+        value = _CREDENTIAL.sub("[redacted]", value)
+        value = _IBAN.sub(lambda m: "*" * len(m.group(1)) + m.group(2), value)
         return _LONG_DIGITS.sub(lambda m: "*" * len(m.group(1)) + m.group(2), value)
     return value
 
