@@ -102,6 +102,8 @@ class CommonSettings:
     log_level: str
     db_pool_max: int
     request_body_max_bytes: int
+    # "production" turns on the rules a laptop would find in the way (https-only webhooks).
+    environment: str = "development"
 
 
 def common_kwargs(env: Env) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def common_kwargs(env: Env) -> dict[str, Any]:
         "log_format": env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
         "log_level": env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         "db_pool_max": env.integer("DB_POOL_MAX", 10, min_value=1, max_value=200),
+        "environment": env.choice("ENVIRONMENT", "development", ("development", "production")),
         "request_body_max_bytes": env.integer(
             "REQUEST_BODY_MAX_BYTES", 2 * 1024 * 1024, min_value=1024, max_value=512 * 1024 * 1024
         ),

@@ -23,7 +23,7 @@ from services.payout.adapters import store
 from services.payout.adapters.participants import LedgerClient, Transient
 from services.payout.coordinator import Coordinator
 from services.payout.domain import payouts as rules
-from services.payout.domain import tcc
+from services.payout.domain import tcc, webhooks
 from services.payout.risk_controls import RiskControls
 from services.payout.settings import Settings
 
@@ -637,6 +637,11 @@ def _endpoint(row: asyncpg.Record, secret: str | None = None) -> dict[str, Any]:
 async def create_webhook_endpoint(
     ctx: Context, merchant_id: str, request: wire.CreateWebhookEndpoint
 ) -> dict[str, Any]:
+    problem = webhooks.endpoint_url_problem(
+        request.url, production=ctx.settings.environment == "production"
+    )
+    if problem is not None:
+        raise ProblemError(422, "webhook_url_not_allowed", "Webhook URL not allowed", problem)
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     row = await ctx.pool.fetchrow(
         """INSERT INTO webhook_endpoints(id, merchant_id, url, event_types, description, secret)
