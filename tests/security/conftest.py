@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.support.suite import (
     ADMIN_KEY,
@@ -28,14 +29,34 @@ CHANNELS = [
     {"id": "ch_sec_atlas", "bank": "atlas", "currency": "EUR", "fee_minor": 40},
 ]
 # Small enough that a test can exhaust it quickly, large enough that fuzzing never hits it.
+# The channel's own account at the bank: recon quarantines statements of any other account.
+NORTHBANK_IBAN = "GB29NWBK60161331926819"
+STATEMENT_MAX_BYTES = 64 * 1024
 RATE_LIMIT_PER_S = 50
 RATE_LIMIT_BURST = 100
 
 
 @pytest.fixture(scope="session")
 def stack(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    workdir = tmp_path_factory.mktemp("security")
+    recon_channels = workdir / "recon-channels-security.yaml"
+    recon_channels.write_text(
+        yaml.safe_dump(
+            {
+                "channels": {
+                    "northbank": {
+                        "window_days": 0,
+                        "currencies": ["EUR"],
+                        "accounts": [NORTHBANK_IBAN],
+                        "format": "csv",
+                    },
+                    "atlas": {"window_days": 0, "currencies": ["EUR"]},
+                }
+            }
+        )
+    )
     spec = SuiteSpec(
-        workdir=tmp_path_factory.mktemp("security"),
+        workdir=workdir,
         banks_file=BANKS_FILE,
         channels=CHANNELS,
         run_id=run_id,
@@ -49,7 +70,10 @@ def stack(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sui
                 "PAYOUT_RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
                 "PAYOUT_RECOVERY_INTERVAL_MS": "200",
             },
-            "recon": {"RECON_UPLOAD_MAX_BYTES": str(1024 * 1024)},
+            "recon": {
+                "RECON_CHANNELS_FILE": str(recon_channels),
+                "RECON_STATEMENT_MAX_BYTES": str(STATEMENT_MAX_BYTES),
+            },
         },
     )
     suite = Suite(spec)
