@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -111,7 +112,7 @@ async def test_a_body_over_the_limit_is_refused_with_413_problem(
 async def test_a_chunked_body_over_the_limit_is_refused_too(client: Client) -> None:
     merchant = await client.merchant(funds=0)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"padding": "'
         for _ in range(OVER_COMMON_LIMIT // 65536):
             yield b"x" * 65536

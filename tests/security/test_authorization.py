@@ -71,7 +71,7 @@ async def test_every_merchant_endpoint_answers_404_for_another_merchants_ids(
         # A new endpoint with an id in its path must be added to this walk.
         assert set(names) <= set(ids), f"{method} {path}: add its id kind to _victim_objects"
         concrete = PARAM.sub(lambda m: ids[m.group(1)], path)
-        body = {} if "requestBody" in op else None
+        body: dict[str, Any] | None = {} if "requestBody" in op else None
         status, problem, headers = await client.call(
             method, "payout", concrete, json=body, headers=intruder.headers
         )

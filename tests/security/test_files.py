@@ -88,7 +88,7 @@ async def test_a_dropped_file_over_the_size_cap_goes_to_quarantine(
         return None
 
     found = await wait_until(reason, timeout_s=20, interval_s=0.1, message="the quarantine note")
-    assert found["reason_code"] == "file_too_large", found
+    assert found is not None and found["reason_code"] == "file_too_large", found
     assert not (inbox / name).exists()
 
 
