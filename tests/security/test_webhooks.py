@@ -4,6 +4,9 @@ replay outside the tolerance; endpoints must be https (and public) in production
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -13,7 +16,7 @@ from aiohttp import web
 from contracts import webhooks
 from tests.security.conftest import Client, payout_body
 from tests.support.processes import ServiceProcess, free_port
-from tests.support.suite import Suite
+from tests.support.suite import CALLBACK_SECRET, Suite
 from tests.support.waiting import wait_until
 
 SECRET = "whsec_test_0123456789abcdef"
@@ -193,3 +196,51 @@ async def test_production_mode_accepts_only_https_endpoints_on_public_hosts(
             assert resp.status == expected, (url, resp.status, body)
             if expected == 422:
                 assert body["code"] == "webhook_url_not_allowed", body
+
+
+def _bank_signature(body: bytes, timestamp: int, secret: str = CALLBACK_SECRET) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+@pytest.mark.e2e
+async def test_the_router_refuses_bank_callbacks_unsigned_forged_or_replayed(
+    client: Client,
+) -> None:
+    body = json.dumps(
+        {
+            "reference": "att_never_sent_000000000000",
+            "bank_reference": "nb_1",
+            "status": "paid",
+            "amount_minor": 100,
+            "currency": "EUR",
+            "fee_minor": 0,
+            "bank": "northbank",
+        }
+    ).encode()
+    now = int(time.time())
+    refused = {
+        "unsigned": None,
+        "wrong secret": _bank_signature(body, now, "another-secret-0123456789"),
+        "replayed an hour later": _bank_signature(body, now - 3600),
+        "signed in the future": _bank_signature(body, now + 3600),
+        "other body": _bank_signature(body + b" ", now),
+    }
+    for case, signature in refused.items():
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["Bank-Signature"] = signature
+        status, problem, _ = await client.call(
+            "POST", "router", "/v1/bank_callbacks/northbank", data=body, headers=headers
+        )
+        assert status == 401, (case, status, problem)
+        assert problem["code"] == "bank_signature_invalid", (case, problem)
+    # The same body, freshly and correctly signed, gets past the signature check.
+    status, answer, _ = await client.call(
+        "POST",
+        "router",
+        "/v1/bank_callbacks/northbank",
+        data=body,
+        headers={"Content-Type": "application/json", "Bank-Signature": _bank_signature(body, now)},
+    )
+    assert status != 401, answer
