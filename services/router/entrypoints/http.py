@@ -132,8 +132,12 @@ async def export_attempts(request: web.Request) -> web.StreamResponse:
     start, end = _query_time(request, "from"), _query_time(request, "to")
     if start and end and start >= end:
         raise ProblemError(400, "invalid_query", "Invalid query", "from must be before to")
+    # ?trailer=true ends the stream with {"end": true, "rows": N, "truncated": bool}, so a
+    # reader can tell a complete export from one cut at ROUTER_EXPORT_ROWS_MAX or cut short.
+    trailer = request.query.get("trailer", "false").lower() in ("1", "true")
     settings = request.app[settings_key]
     service = request.app[service_key]
+    limit = settings.export_rows_max
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     encoder = msgspec.json.Encoder()
@@ -150,17 +154,26 @@ async def export_attempts(request: web.Request) -> web.StreamResponse:
             bank,
             start,
             end,
-            settings.export_rows_max,
+            limit + 1,
             prefetch=EXPORT_CHUNK_ROWS,
         )
         chunk: list[bytes] = []
+        rows, truncated = 0, False
         async for row in cursor:
+            if rows == limit:  # one row past the cap: the export is incomplete
+                truncated = True
+                break
+            rows += 1
             chunk.append(encoder.encode(dict(row)) + b"\n")
             if len(chunk) >= EXPORT_CHUNK_ROWS:
                 await response.write(b"".join(chunk))
                 chunk.clear()
         if chunk:
             await response.write(b"".join(chunk))
+    if trailer:
+        await response.write(
+            encoder.encode({"end": True, "rows": rows, "truncated": truncated}) + b"\n"
+        )
     await response.write_eof()
     return response
 
