@@ -27,7 +27,11 @@ from services.kit.logging import get_logger
 from services.recon.adapters import columnar, columnar_csv
 from services.recon.adapters import repository as repo
 from services.recon.adapters.parsing import to_csv_mapping
-from services.recon.adapters.records import RecordsSource, RecordsUnavailable
+from services.recon.adapters.records import (
+    RecordsIncomplete,
+    RecordsSource,
+    RecordsUnavailable,
+)
 from services.recon.domain import checks
 from services.recon.domain.lines import Statement, StatementFormatError
 from services.recon.domain.matching import Engine, MatchInputs, MatchSummary, connect
@@ -385,11 +389,18 @@ class ReconService:
             try:
                 records = await self.records.fetch(channel, start, end, work / "records.ndjson")
             except RecordsUnavailable as exc:
+                # An incomplete export (cut at the router's cap) is never matched: its missing
+                # records would come out as breaks. Both are retried with backoff.
+                code = (
+                    "records_incomplete"
+                    if isinstance(exc, RecordsIncomplete)
+                    else "records_unavailable"
+                )
                 async with self.pool.acquire() as conn, conn.transaction():
                     await self._alert(
                         conn,
-                        "records_unavailable",
-                        cause=f"records_unavailable:{channel}:{business_date}",
+                        code,
+                        cause=f"{code}:{channel}:{business_date}",
                         channel=channel,
                         business_date=business_date,
                         context={"reason": str(exc)},

@@ -45,6 +45,7 @@ async def router_stub() -> AsyncIterator[tuple[str, list[dict]]]:
             raise web.HTTPUnauthorized()
         assert request.query["bank"] == BANK and request.query["from"] < request.query["to"]
         body = "".join(json.dumps(r) + "\n" for r in records)
+        body += json.dumps({"end": True, "rows": len(records), "truncated": False}) + "\n"
         return web.Response(text=body, content_type="application/x-ndjson")
 
     app = web.Application()

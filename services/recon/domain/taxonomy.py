@@ -64,6 +64,12 @@ ALERTS: dict[str, AlertSpec] = {
             Severity.HIGH,
             "Reconciliation of {channel} for {business_date} could not fetch our records: {reason}",
         ),
+        AlertSpec(
+            "records_incomplete",
+            Severity.CRITICAL,
+            "Reconciliation of {channel} for {business_date} refused: our records export is"
+            " incomplete ({reason})",
+        ),
         # Breaks (one alert per code, channel and business date; repeats counted)
         AlertSpec(
             "status_mismatch",
@@ -126,3 +132,93 @@ def alert_message(code: str, context: dict[str, object]) -> str:
 class _Missing(dict[str, object]):
     def __missing__(self, key: str) -> str:
         return "?"
+
+
+# -- Alerts of the payout service -------------------------------------------------------------
+#
+# Recon is the one alert list operators read: the payout service publishes ``payout.alert``
+# and recon stores it in the same table, with the same dedupe, as its own alerts
+# (services/recon/entrypoints/consumers.py). The producer writes the message; the catalogue
+# gives the code its severity and says what one cause is (the subject whose repeats count).
+
+
+class AlertSubject(StrEnum):
+    PAYOUT = "payout"  # one open alert per payout
+    MERCHANT = "merchant"  # one open alert per merchant
+    MERCHANT_RULES = "merchant_rules"  # per merchant and the rules that fired
+    EVENT = "event"  # every alert is its own cause (nothing to group it by)
+
+
+@dataclass(frozen=True)
+class PayoutAlertSpec:
+    code: str
+    severity: Severity
+    subject: AlertSubject
+
+
+PAYOUT_ALERTS: dict[str, PayoutAlertSpec] = {
+    spec.code: spec
+    for spec in (
+        # The resolution window ended with no bank outcome: holds stay, an operator decides.
+        PayoutAlertSpec("payout_outcome_unresolved", Severity.HIGH, AlertSubject.PAYOUT),
+        # A bank outcome contradicts the decision already taken (e.g. paid after cancel).
+        PayoutAlertSpec("outcome_conflict", Severity.CRITICAL, AlertSubject.PAYOUT),
+        # A statement contradicts the payout; the producer raises it to critical when the
+        # payout is already paid or failed.
+        PayoutAlertSpec("recon_outcome_conflict", Severity.HIGH, AlertSubject.PAYOUT),
+        # A TCC participant refused confirm/cancel: the protocol is broken for this payout.
+        PayoutAlertSpec("tcc_phase2_refused", Severity.CRITICAL, AlertSubject.PAYOUT),
+        # A merchant webhook undeliverable after every retry.
+        PayoutAlertSpec("webhook_dead_lettered", Severity.MEDIUM, AlertSubject.EVENT),
+        # Risk controls (docs/RISK.md): a blocklist rule blocked a payout.
+        PayoutAlertSpec(
+            "risk_listed_beneficiary_blocked", Severity.HIGH, AlertSubject.MERCHANT_RULES
+        ),
+        # Risk controls: one merchant had a burst of reviews within the policy's window.
+        PayoutAlertSpec("risk_review_burst", Severity.MEDIUM, AlertSubject.MERCHANT),
+    )
+}
+
+# An unknown code is stored, never dropped: high, so that someone looks and catalogues it.
+UNKNOWN_ALERT_SEVERITY = Severity.HIGH
+SEVERITY_RANK: dict[Severity, int] = {
+    Severity.CRITICAL: 0,
+    Severity.HIGH: 1,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 3,
+}
+assert not set(PAYOUT_ALERTS) & set(ALERTS), "a code has one meaning in the catalogue"
+
+
+def payout_alert_severity(code: str, stated: str | None) -> tuple[Severity, bool]:
+    """(severity, known code). The catalogue's severity is a floor: a producer may raise it
+    for a worse case (``recon_outcome_conflict`` on a settled payout), never lower it."""
+    spec = PAYOUT_ALERTS.get(code)
+    floor = spec.severity if spec is not None else UNKNOWN_ALERT_SEVERITY
+    try:
+        claimed = Severity(stated) if stated is not None else floor
+    except ValueError:
+        claimed = floor
+    worst = min(floor, claimed, key=SEVERITY_RANK.__getitem__)
+    return worst, spec is not None
+
+
+def payout_alert_cause(
+    code: str,
+    *,
+    alert_id: str,
+    payout_id: str | None,
+    merchant_id: str | None,
+    rule_ids: tuple[str, ...] = (),
+) -> str:
+    """The dedupe key: one open alert per cause, repeats counted. A subject the event does
+    not carry falls back to the next finer one (merchant → payout → the alert itself)."""
+    spec = PAYOUT_ALERTS.get(code)
+    subject = spec.subject if spec is not None else AlertSubject.PAYOUT
+    if subject is AlertSubject.MERCHANT_RULES and merchant_id:
+        return f"{code}:merchant:{merchant_id}:rules:{','.join(sorted(set(rule_ids)))}"
+    if subject in (AlertSubject.MERCHANT, AlertSubject.MERCHANT_RULES) and merchant_id:
+        return f"{code}:merchant:{merchant_id}"
+    if subject is not AlertSubject.EVENT and payout_id:
+        return f"{code}:payout:{payout_id}"
+    return f"{code}:alert:{alert_id}"
