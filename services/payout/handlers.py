@@ -319,6 +319,8 @@ async def insert_payout(
             message=alert.message,
             payout_id=alert.payout_id,
             now=now,
+            merchant_id=alert.merchant_id,
+            details={"ruleset_version": alert.ruleset_version, "rule_ids": list(alert.rule_ids)},
         )
     return Created(row, gid, (facts, decision))
 

@@ -141,7 +141,11 @@ async def raise_alert(
     message: str,
     payout_id: str | None,
     now: datetime,
+    merchant_id: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> str:
+    """Store the alert and announce it as ``payout.alert`` (recon keeps the one list
+    operators read). ``merchant_id`` and ``details`` let recon group repeats by merchant."""
     alert_id = rules.new_id("alr")
     await conn.execute(
         "INSERT INTO alerts(id, code, severity, message, payout_id, created_at)"
@@ -165,6 +169,8 @@ async def raise_alert(
             "severity": severity,
             "message": message,
             "payout_id": payout_id,
+            "merchant_id": merchant_id,
+            "details": details or {},
         },
         now=now,
     )
