@@ -32,8 +32,6 @@ pytestmark = pytest.mark.e2e
 BANK = "northbank"
 FINANCE_KEY = "finance-key-for-e2e-0123456789"
 BANK_KEY_DEFAULT = "dev-bank-client-key-change-me"
-# The simulator's names for a few expected breaks predate the taxonomy's final names.
-BANKSIM_TO_RECON = {"duplicate": "duplicate_at_bank"}
 
 
 @pytest.fixture
@@ -232,7 +230,7 @@ async def test_banksim_statement_with_discrepancies_reconciles_to_the_answer_key
             got = {(b["code"], b["attempt_id"] or b["amount_minor"]) for b in breaks}
             want = set()
             for answer in expected_answers:
-                code = BANKSIM_TO_RECON.get(answer["expected_break"], answer["expected_break"])
+                code = answer["expected_break"]
                 ident = (
                     answer["reference"]
                     if answer["reference"].startswith("att_")

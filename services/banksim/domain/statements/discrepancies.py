@@ -1,7 +1,9 @@
 """Injected discrepancies: deliberate differences between the file and the truth journal.
 
 Each injection returns an answer-key entry naming the break reconciliation should raise
-(``expected_break``), so a test can check recon against a machine-readable key. Only
+(``expected_break``, in recon's taxonomy; ``balance_broken`` names the quarantine reason
+``statement_unbalanced``, since recon takes such a file whole or not at all), so a test can
+check recon against a machine-readable key. Only
 ``balance_broken`` makes the file itself inconsistent (opening + lines != closing); every other
 kind leaves the file balanced, as a real bank's own (wrong) statement would be.
 ``returned_payout`` needs the journal (the payout must exist), so the use case builds that
@@ -21,10 +23,10 @@ EXPECTED_BREAK = {
     "drop_line": "missing_at_bank",
     "unknown_line": "missing_in_ledger",
     "amount_changed": "amount_mismatch",
-    "duplicate_line": "duplicate",
+    "duplicate_line": "duplicate_at_bank",
     "value_date_next_day": "timing",
     "returned_payout": "returned",
-    "balance_broken": "balance_mismatch",
+    "balance_broken": "statement_unbalanced",
 }
 
 
