@@ -12,7 +12,7 @@ import pytest
 
 from contracts.openapi import checked_in_path
 from tests.security.conftest import Client, Merchant, payout_body
-from tests.support.suite import ADMIN_KEY, FINANCE_KEY, SERVICE_TOKEN
+from tests.support.suite import ADMIN_KEY, FINANCE_KEY, SERVICE_TOKEN, Suite
 
 pytestmark = pytest.mark.e2e
 
@@ -256,3 +256,22 @@ async def test_an_idempotency_key_never_replays_another_merchants_response(
     assert headers.get("Idempotent-Replayed") != "true"
     assert other["merchant_id"] == second.id if "merchant_id" in other else True
     assert first.id not in json.dumps(other)
+
+
+async def test_merchant_keys_are_stored_as_hashes_only(client: Client, stack: Suite) -> None:
+    import asyncpg
+
+    from services.kit import db
+    from services.kit.auth import hash_key
+
+    merchant = await client.merchant(funds=0)
+    dsn = db.service_dsn(stack.spec.database_url, stack.spec.db_prefix, "payout")
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT * FROM api_keys WHERE merchant_id = $1", merchant.id)
+    finally:
+        await conn.close()
+    assert len(rows) == 1
+    stored = json.dumps({k: str(v) for k, v in dict(rows[0]).items()})
+    assert merchant.key not in stored
+    assert rows[0]["key_hash"] == hash_key(merchant.key)
