@@ -8,12 +8,15 @@ Names carry a prefix (``AMQP_PREFIX``) so test runs can share one broker without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import msgspec
+import structlog
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
@@ -23,8 +26,15 @@ from aio_pika.abc import (
 
 from contracts.wire import Envelope, encode
 from services.kit.logging import get_logger
+from services.kit.metrics import (
+    AMQP_CONSUME_LAG_SECONDS,
+    AMQP_CONSUMED_TOTAL,
+    AMQP_QUEUE_CONSUMERS,
+    AMQP_QUEUE_MESSAGES,
+)
 
 log = get_logger(__name__)
+QUEUE_DEPTH_REFRESH_S = 5.0
 
 Handler = Callable[[Envelope], Awaitable[None]]
 REDELIVERY_BACKOFF_BASE_S = 0.1
@@ -62,14 +72,22 @@ class Names:
 class Broker:
     """One robust connection, one confirmed publishing channel, consumer channels on demand."""
 
-    def __init__(self, url: str, prefix: str, *, delivery_limit: int = 10) -> None:
+    def __init__(
+        self, url: str, prefix: str, *, delivery_limit: int = 10, drain_timeout_s: float = 10.0
+    ) -> None:
         self.url = url
         self.names = Names(prefix)
         self.delivery_limit = delivery_limit
+        self.drain_timeout_s = drain_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
         self._consumer_channels: list[AbstractRobustChannel] = []
+        self._consumers: list[tuple[Any, str]] = []  # (queue, consumer tag)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._depth_task: asyncio.Task[None] | None = None
 
     async def connect(self, *, timeout_s: float = 15.0) -> None:
         self._connection = await aio_pika.connect_robust(self.url, timeout=timeout_s)
@@ -91,6 +109,19 @@ class Broker:
         return self._connection is not None and not self._connection.is_closed
 
     async def close(self) -> None:
+        """Stop taking messages, let the handlers in flight finish (bounded by
+        ``drain_timeout_s``; an unfinished one is redelivered), then close."""
+        if self._depth_task is not None:
+            self._depth_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._depth_task
+        for queue, tag in self._consumers:
+            with contextlib.suppress(Exception):  # the channel may already be gone
+                await queue.cancel(tag)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=self.drain_timeout_s)
+        except TimeoutError:
+            log.warning("amqp_drain_timeout", in_flight=self._in_flight)
         for channel in self._consumer_channels:
             if not channel.is_closed:
                 await channel.close()
@@ -154,31 +185,76 @@ class Broker:
             await queue.bind(exchange, routing_key=key)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                await handle(message)
+            finally:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
+
+        async def handle(message: AbstractIncomingMessage) -> None:
             try:
                 envelope = msgspec.json.decode(message.body, type=Envelope)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 log.error(
                     "amqp_message_undecodable", consumer=consumer, message_id=message.message_id
                 )
+                AMQP_CONSUMED_TOTAL.labels(consumer, "rejected").inc()
                 await message.reject(requeue=False)  # straight to the dead-letter queue
                 return
-            try:
-                await handler(envelope)
-            except asyncio.CancelledError:
-                await message.nack(requeue=True)
-                raise
-            except Exception:  # consumer loop boundary: log, requeue, let the limit decide
-                log.exception(
-                    "amqp_handler_failed",
-                    consumer=consumer,
-                    event_id=envelope.event_id,
-                    event_type=envelope.event_type,
-                )
-                # Space the redeliveries out: requeued at once, a database restart of a second
-                # used up the whole delivery limit in milliseconds and dead-lettered the event.
-                await asyncio.sleep(_redelivery_backoff_s(message))
-                await message.nack(requeue=True)
-                return
+            # The event's correlation id becomes this task's request id: its log lines, the
+            # events it writes to the outbox and the HTTP calls it makes all carry it.
+            correlation_id = envelope.correlation_id or message.correlation_id
+            bound: dict[str, Any] = {"event_id": envelope.event_id, "consumer": consumer}
+            if correlation_id:
+                bound["request_id"] = correlation_id
+            with structlog.contextvars.bound_contextvars(**bound):
+                try:
+                    await handler(envelope)
+                except asyncio.CancelledError:
+                    await message.nack(requeue=True)
+                    raise
+                except Exception:  # consumer loop boundary: log, requeue, let the limit decide
+                    log.exception(
+                        "amqp_handler_failed",
+                        consumer=consumer,
+                        event_id=envelope.event_id,
+                        event_type=envelope.event_type,
+                    )
+                    AMQP_CONSUMED_TOTAL.labels(consumer, "requeued").inc()
+                    # Space the redeliveries out: requeued at once, a database restart of a
+                    # second used up the whole delivery limit in milliseconds and
+                    # dead-lettered the event.
+                    await asyncio.sleep(_redelivery_backoff_s(message))
+                    await message.nack(requeue=True)
+                    return
             await message.ack()
+            AMQP_CONSUMED_TOTAL.labels(consumer, "acked").inc()
+            lag_s = (datetime.now(UTC) - envelope.occurred_at).total_seconds()
+            AMQP_CONSUME_LAG_SECONDS.labels(consumer).observe(max(lag_s, 0.0))
 
-        await queue.consume(on_message)
+        tag = await queue.consume(on_message)
+        self._consumers.append((queue, tag))
+        if self._depth_task is None:
+            self._depth_task = asyncio.create_task(self._refresh_depths(), name="amqp-depths")
+
+    async def queue_depths(self) -> dict[str, tuple[int, int]]:
+        """Messages ready and consumers per queue this process consumes from."""
+        depths: dict[str, tuple[int, int]] = {}
+        for queue, _tag in self._consumers:
+            # Same name and arguments as the original declaration: a no-op that counts.
+            result = await queue.declare()
+            depths[queue.name] = (result.message_count or 0, result.consumer_count or 0)
+        return depths
+
+    async def _refresh_depths(self) -> None:
+        while True:
+            try:
+                for name, (ready, consumers) in (await self.queue_depths()).items():
+                    AMQP_QUEUE_MESSAGES.labels(name).set(ready)
+                    AMQP_QUEUE_CONSUMERS.labels(name).set(consumers)
+            except Exception as exc:  # noqa: BLE001 - background loop boundary: keep refreshing
+                log.warning("amqp_depth_refresh_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(QUEUE_DEPTH_REFRESH_S)

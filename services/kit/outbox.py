@@ -14,12 +14,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from contracts.wire import Envelope, encode
 from services.kit.amqp import Broker
 from services.kit.logging import get_logger
+from services.kit.metrics import (
+    OUTBOX_OLDEST_AGE_SECONDS,
+    OUTBOX_PUBLISHED_TOTAL,
+    OUTBOX_UNPUBLISHED,
+)
 
 log = get_logger(__name__)
+LAG_REFRESH_INTERVAL_S = 1.0
+
+
+def _context_correlation_id() -> str | None:
+    """The correlation id of the request or message being handled (bound by the kit's HTTP
+    middleware and consumer loop), so an event carries it without every caller passing it."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return str(value) if value else None
 
 
 async def enqueue(
@@ -35,6 +49,7 @@ async def enqueue(
     schema_version: int = 1,
     now: datetime | None = None,
 ) -> Envelope:
+    correlation_id = correlation_id or _context_correlation_id()
     envelope = Envelope(
         event_id=str(uuid.uuid4()),
         event_type=event_type,
@@ -68,6 +83,7 @@ async def enqueue_many(
     """``enqueue`` for many events in one statement (each dict: event_type, aggregate_id,
     aggregate_version, data; optional causation_id, schema_version). Same transaction rules."""
     occurred_at = now or datetime.now(UTC)
+    correlation_id = correlation_id or _context_correlation_id()
     envelopes = [
         Envelope(
             event_id=str(uuid.uuid4()),
@@ -129,7 +145,8 @@ async def publish_batch(pool: asyncpg.Pool, broker: Broker, batch_size: int) -> 
             "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
             [r["id"] for r in rows],
         )
-        return len(rows)
+    OUTBOX_PUBLISHED_TOTAL.inc(len(rows))
+    return len(rows)
 
 
 async def relay(
@@ -149,9 +166,16 @@ async def relay(
 
     await listener.add_listener("outbox", on_notify)
     backoff_s = 0.1
+    loop = asyncio.get_running_loop()
+    lag_refreshed_at = float("-inf")
     try:
         while not stop.is_set():
             try:
+                if loop.time() - lag_refreshed_at >= LAG_REFRESH_INTERVAL_S:
+                    lag_refreshed_at = loop.time()
+                    size, age_s = await lag(pool)
+                    OUTBOX_UNPUBLISHED.set(size)
+                    OUTBOX_OLDEST_AGE_SECONDS.set(age_s)
                 published = await publish_batch(pool, broker, batch_size)
                 backoff_s = 0.1
             except (asyncpg.PostgresError, OSError, ConnectionError, RuntimeError) as exc:

@@ -23,7 +23,7 @@ from services.kit.errors import (
     problem_response,
 )
 from services.kit.logging import get_logger
-from services.kit.metrics import metrics_middleware, metrics_view
+from services.kit.metrics import metrics_middleware, metrics_view, refreshers_key
 
 log = get_logger(__name__)
 
@@ -93,6 +93,7 @@ def base_app(
     )
     app[readiness_checks_key] = list(readiness)
     app[openapi_key] = openapi_document
+    app[refreshers_key] = []
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
