@@ -77,6 +77,10 @@ def stack(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sui
         },
     )
     suite = Suite(spec)
+    for process in suite:
+        # Logs are appended per name and port: a reused port must not carry an older run's lines
+        # into the log scan of this one.
+        process.log_path.unlink(missing_ok=True)
     try:
         suite.start()
         yield suite
