@@ -207,8 +207,8 @@ def payout_alert_cause(
     code: str,
     *,
     alert_id: str,
-    payout_id: str | None,
-    merchant_id: str | None,
+    payout_id: str | None = None,
+    merchant_id: str | None = None,
     rule_ids: tuple[str, ...] = (),
 ) -> str:
     """The dedupe key: one open alert per cause, repeats counted. A subject the event does
