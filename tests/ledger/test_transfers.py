@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from services.ledger.keys import writer_key
 from tests.ledger.helpers import account, counters, get_account, single, transfers
 
 Client = TestClient[Any, Any]
@@ -178,7 +179,7 @@ async def test_concurrent_requests_on_one_hot_account_are_batched_and_exact(
     await account(client, f"{tag}-hot", no_overdraft=True)
     await account(client, f"{tag}-src")
     await transfers(client, single(f"{tag}-fund", f"{tag}-src", f"{tag}-hot", 150))
-    writer = client.server.app[__import__("services.ledger.keys").ledger.keys.writer_key]
+    writer = client.server.app[writer_key]
     batches_before = writer.stats.batches
     results = await asyncio.gather(
         *(
