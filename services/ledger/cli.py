@@ -30,7 +30,10 @@ def verify(dsn: str | None) -> None:
         finally:
             await conn.close()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise click.ClickException(f"cannot read the ledger database: {exc}") from None
     click.echo(json.dumps(report, indent=2))
     if not report["ok"]:
         if report["first_bad_seq"] is not None:
