@@ -31,8 +31,8 @@ async def test_seeding_twice_reuses_the_merchant_funding_and_endpoint(
     assert await harness.fetchval("SELECT count(*) FROM merchants") == 1
     assert await harness.fetchval("SELECT count(*) FROM fundings") == 1
     assert await harness.fetchval("SELECT count(*) FROM webhook_endpoints") == 1
-    account = harness.ledger.accounts[f"{first['merchant_id']}.EUR"]
-    assert account.credits_posted == demo.FUNDING_MINOR
+    account = await harness.ledger_account(f"{first['merchant_id']}.EUR")
+    assert account["credits_posted"] == demo.FUNDING_MINOR
     text = demo.banner(config, first)
     assert first["secret_key"] in text and "Idempotency-Key" in text and "http://x:8083/" in text
 

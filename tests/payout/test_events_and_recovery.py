@@ -1,21 +1,22 @@
-"""Events in and out: webhooks with signatures and retries, outcomes from the broker, and the
-recovery loop after crashes and flaky participants."""
+"""Events in and out: webhooks with signatures and retries, outcomes the real router and
+reconciliation publish, and the recovery loop after crashes and a participant that is down."""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import json
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from contracts.webhooks import SIGNATURE_HEADER, WebhookSignatureError, sign, verify
-from contracts.wire import Envelope
-from services.kit.amqp import Broker
-from tests.payout.conftest import Harness, payout_body
+from services.payout.entrypoints import consumers
+from tests.payout.conftest import BANK, Harness, payout_body
 from tests.support import infra
 from tests.support.waiting import wait_until
 
@@ -39,7 +40,7 @@ class Receiver:
         if len(self.requests) <= self.failures:
             return web.Response(status=500)
         verify(self.secret, body, request.headers.get(SIGNATURE_HEADER))
-        self.verified.append(__import__("json").loads(body))
+        self.verified.append(json.loads(body))
         return web.Response(status=204)
 
 
@@ -147,47 +148,87 @@ async def test_webhook_dead_letters_with_an_alert_after_the_window_and_can_be_re
         await server.close()
 
 
-async def _publish(harness: Harness, event_type: str, data: dict[str, Any]) -> Envelope:
-    broker = Broker(infra.amqp_url(), harness.settings.amqp_prefix)
-    await broker.connect()
-    try:
-        envelope = Envelope(
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            schema_version=1,
-            occurred_at=datetime.now(UTC),
-            producer="test",
-            correlation_id=None,
-            causation_id=None,
-            aggregate_id=data["payout_id"],
-            aggregate_version=1,
-            data=data,
+class Capture:
+    """A queue of the test's own, bound to the shared exchange: it sees the real events the
+    services publish, so a test can deliver one of them a second time (at-least-once)."""
+
+    def __init__(self, harness: Harness, event_type: str) -> None:
+        self.harness = harness
+        self.event_type = event_type
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.queue: aio_pika.abc.AbstractQueue | None = None
+        self.exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def __aenter__(self) -> Capture:
+        self.connection = await aio_pika.connect_robust(infra.amqp_url())
+        channel = await self.connection.channel()
+        prefix = self.harness.settings.amqp_prefix
+        self.exchange = await channel.get_exchange(f"{prefix}.events")
+        self.queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await self.queue.bind(self.exchange, routing_key=self.event_type)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.connection is not None
+        await self.connection.close()
+
+    async def event_for(
+        self, payout_id: str, timeout_s: float = 15
+    ) -> aio_pika.abc.AbstractMessage:
+        found: list[aio_pika.abc.AbstractMessage] = []
+
+        async def probe() -> bool:
+            assert self.queue is not None
+            message = await self.queue.get(fail=False, no_ack=True)
+            if message is not None and json.loads(message.body)["data"]["payout_id"] == payout_id:
+                found.append(message)
+            return bool(found)
+
+        await wait_until(probe, timeout_s=timeout_s, message=f"{self.event_type} event")
+        return found[0]
+
+    async def deliver_again(self, message: aio_pika.abc.AbstractMessage) -> None:
+        assert self.exchange is not None
+        copy = aio_pika.Message(
+            message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            headers=dict(message.headers or {}),
         )
-        await broker.publish(envelope)
-        await broker.publish(envelope)  # at-least-once: a duplicate must have no effect
-        return envelope
+        await self.exchange.publish(copy, routing_key=self.event_type)
+
+
+async def _drained(harness: Harness, consumer: str) -> bool:
+    """The payout instance's queue holds nothing ready or unacknowledged."""
+    connection = await aio_pika.connect(infra.amqp_url())
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            f"{harness.settings.amqp_prefix}.{consumer}", passive=True
+        )
+        declared = queue.declaration_result
+        return declared.message_count == 0
     finally:
-        await broker.close()
+        await connection.close()
 
 
-async def test_attempt_resolved_event_settles_a_submitted_payout_once(harness: Harness) -> None:
+async def test_attempt_resolved_event_settles_a_submitted_payout_once(make_harness: Any) -> None:
+    # No janitor inquiry within the test: the router's event is what settles the payout.
+    harness: Harness = await make_harness(PAYOUT_INQUIRY_SCHEDULE_S="3600")
     merchant = await harness.merchant()
-    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000003"))
-    await wait_until(
-        lambda: _is(merchant.status_of(payout["id"]), "submitted"), message="submitted"
-    )
-    await _publish(
-        harness,
-        "attempt.resolved",
-        {
-            "payout_id": payout["id"],
-            "attempt_id": f"att_{payout['id']}",
-            "channel_id": "ch_fake",
-            "bank": "fakebank",
-            "status": "succeeded",
-        },
-    )
+    # The bank accepts now and completes a second later, calling the router back.
+    await harness.behave(async_rate=1.0, async_delay_min_ms=1_000, async_delay_max_ms=1_000)
+    async with Capture(harness, "attempt.resolved") as capture:
+        _, payout, _ = await merchant.post_payout(payout_body())
+        await wait_until(
+            lambda: _is(merchant.status_of(payout["id"]), "submitted"), message="submitted"
+        )
+        event = await capture.event_for(payout["id"])
+        await capture.deliver_again(event)  # at-least-once: a duplicate must have no effect
     await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), message="paid")
+    await wait_until(lambda: _drained(harness, consumers.ATTEMPTS_CONSUMER), message="drained")
     await wait_until(
         lambda: _is(
             harness.fetchval(
@@ -197,9 +238,9 @@ async def test_attempt_resolved_event_settles_a_submitted_payout_once(harness: H
         ),
         message="inbox",
     )
-    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
-    assert account.debits_posted == payout["amount"] + payout["fee"]  # posted once
-    assert account.debits_pending == 0
+    account = await merchant.account()
+    assert account["debits_posted"] == payout["amount"] + payout["fee"]  # posted once
+    assert account["debits_pending"] == 0
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert [h["status"] for h in body["status_history"]] == ["processing", "submitted", "paid"]
 
@@ -210,48 +251,70 @@ async def test_a_return_from_reconciliation_reverses_the_amount_and_marks_return
     merchant = await harness.merchant(funds=50_000, fees={"fixed": 100, "bps": 0})
     _, payout, _ = await merchant.post_payout(payout_body(amount=10_000))
     await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), message="paid")
-    await _publish(
-        harness,
-        "recon.payout_resolved",
-        {
-            "payout_id": payout["id"],
-            "attempt_id": f"att_{payout['id']}",
-            "outcome": "returned",
-            "amount_minor": 10_000,
-            "currency": "EUR",
-            "statement_id": "stm_1",
-            "line_number": 3,
-        },
+    _, submission = await harness.submission(payout["id"])
+    attempt_id = submission["attempt_id"]
+    status, page = await harness.call(
+        "GET", f"{harness.parts.banksim.url}/admin/banks/{BANK}/executed?limit=5000"
     )
-    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "returned"), message="returned")
-    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
-    assert account.available == 50_000 - 100  # the amount came back, the fee stays
-    assert harness.ledger.calls["transfer"] >= 1
-    assert list(harness.ledger.transfers).count(f"ret_{payout['id']}") == 1
+    (executed,) = [t for t in page["transfers"] if t["reference"] == attempt_id]
+    business_date = (executed.get("value_date") or executed["executed_at"])[:10]
+    async with Capture(harness, "recon.payout_resolved") as capture:
+        # The bank's statement of the day carries the payout and, later, its return.
+        status, written = await harness.call(
+            "POST",
+            f"{harness.parts.banksim.url}/admin/statements",
+            {
+                "bank": BANK,
+                "business_date": business_date,
+                "discrepancies": [{"kind": "returned_payout", "reference": attempt_id}],
+            },
+        )
+        assert status == 201, written
+        await wait_until(
+            lambda: _is(merchant.status_of(payout["id"]), "returned"),
+            timeout_s=30,
+            message="returned",
+        )
+        event = await capture.event_for(payout["id"])
+        while json.loads(event.body)["data"]["outcome"] != "returned":
+            event = await capture.event_for(payout["id"])
+        await capture.deliver_again(event)  # at-least-once: a duplicate must have no effect
+    await wait_until(lambda: _drained(harness, consumers.RECON_CONSUMER), message="drained")
+    account = await merchant.account()
+    assert account["available"] == 50_000 - 100  # the amount came back, the fee stays
+    status, reversal = await harness.call(
+        "GET", f"{harness.parts.ledger.url}/v1/transfers/ret_{payout['id']}"
+    )
+    assert status == 200, reversal
+    assert reversal["amount_minor"] == 10_000
+    assert await merchant.status_of(payout["id"]) == "returned"
 
 
 async def test_recovery_finishes_a_transaction_whose_worker_died_mid_try(
     harness: Harness,
 ) -> None:
     merchant = await harness.merchant()
-    harness.ledger.fail_next = 1_000  # the first worker cannot get its hold through
-    status, payout, _ = await merchant.post_payout(payout_body())
-    assert status == 201 and payout["status"] == "processing"
-    # Simulate the crash: the row is leased by a worker that no longer exists.
-    conn = await asyncpg.connect(harness.dsn)
+    ledger = harness.parts.ledger
+    await asyncio.to_thread(ledger.stop)  # the first worker cannot get its hold through
     try:
-        await conn.execute(
-            "UPDATE global_tx SET lease_owner = 'payout-dead', epoch = epoch + 1,"
-            " lease_until = now() + interval '1 second', next_attempt_at = now()"
-        )
+        status, payout, _ = await merchant.post_payout(payout_body())
+        assert status == 201 and payout["status"] == "processing"
+        # Simulate the crash: the row is leased by a worker that no longer exists.
+        conn = await asyncpg.connect(harness.dsn)
+        try:
+            await conn.execute(
+                "UPDATE global_tx SET lease_owner = 'payout-dead', epoch = epoch + 1,"
+                " lease_until = now() + interval '1 second', next_attempt_at = now()"
+            )
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
-    harness.ledger.fail_next = 0
-    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=10)
+        await asyncio.to_thread(ledger.start, ready_timeout_s=60)
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=15)
     tx = await harness.fetch("SELECT state, epoch, decision FROM global_tx")
     assert tx[0]["state"] == "confirmed" and tx[0]["decision"] == "confirm"
     assert tx[0]["epoch"] >= 3  # reclaimed after the dead worker's lease expired
-    assert harness.ledger.held() == 0
+    assert await harness.held(merchant) == 0
 
 
 async def test_a_try_stuck_beyond_the_timeout_is_cancelled_and_the_payout_fails(
@@ -259,21 +322,24 @@ async def test_a_try_stuck_beyond_the_timeout_is_cancelled_and_the_payout_fails(
 ) -> None:
     harness: Harness = await make_harness(PAYOUT_TRY_TIMEOUT_S="1")
     merchant = await harness.merchant()
-    harness.ledger.fail_next = 10**9  # the ledger never answers a try
-    _, payout, _ = await merchant.post_payout(payout_body())
-    conn = await asyncpg.connect(harness.dsn)
+    ledger = harness.parts.ledger
+    await asyncio.to_thread(ledger.stop)  # the ledger never answers a try
     try:
-        await conn.execute(
-            "UPDATE global_tx SET created_at = $1", datetime.now(UTC) - timedelta(seconds=5)
-        )
+        _, payout, _ = await merchant.post_payout(payout_body())
+        conn = await asyncpg.connect(harness.dsn)
+        try:
+            await conn.execute(
+                "UPDATE global_tx SET created_at = $1", datetime.now(UTC) - timedelta(seconds=5)
+            )
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
-    harness.ledger.fail_next = 0
-    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "failed"), timeout_s=10)
+        await asyncio.to_thread(ledger.start, ready_timeout_s=60)
+    await wait_until(lambda: _is(merchant.status_of(payout["id"]), "failed"), timeout_s=15)
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert body["failure_code"] == "try_timeout"
-    assert harness.ledger.held() == 0
-    assert harness.router.submissions[payout["id"]] == 0
+    assert await harness.held(merchant) == 0
+    assert (await harness.submission(payout["id"]))[0] == 404  # no bank was asked
 
 
 async def test_the_decision_cannot_flip_even_by_a_direct_update(harness: Harness) -> None:
@@ -293,34 +359,37 @@ async def test_the_decision_cannot_flip_even_by_a_direct_update(harness: Harness
 
 
 async def test_a_participant_refusing_phase_two_keeps_retrying_and_raises_one_alert(
-    harness: Harness,
+    make_harness: Any,
 ) -> None:
+    harness: Harness = await make_harness(PAYOUT_INQUIRY_SCHEDULE_S="3600")
     merchant = await harness.merchant()
-    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000003"))
+    # The bank accepts now and completes three seconds later (a callback to the router).
+    await harness.behave(async_rate=1.0, async_delay_min_ms=3_000, async_delay_max_ms=3_000)
+    _, payout, _ = await merchant.post_payout(payout_body())
     await wait_until(lambda: _is(merchant.status_of(payout["id"]), "submitted"), message="sub")
-    # The ledger lost the hold (e.g. it expired): confirm is refused.
-    for branch in harness.ledger.branches.values():
-        branch["status"] = "cancelled"
-    await _publish(
-        harness,
-        "attempt.resolved",
-        {
-            "payout_id": payout["id"],
-            "attempt_id": f"att_{payout['id']}",
-            "channel_id": "ch_fake",
-            "bank": "fakebank",
-            "status": "succeeded",
-        },
+    # The ledger lost the hold (as if it expired): its branch is cancelled at the ledger itself.
+    gid = await harness.gid_of(payout["id"])
+    status, cancelled = await harness.call(
+        "POST", f"{harness.parts.ledger.url}/v1/tcc/{gid}/funds/cancel", {}
     )
+    assert status == 200 and cancelled["status"] == "cancelled", cancelled
+    assert await merchant.status_of(payout["id"]) == "submitted"  # before the bank completed
     await wait_until(
-        lambda: _is(harness.fetchval("SELECT count(*) FROM alerts"), 1), message="alert"
+        lambda: _is(harness.fetchval("SELECT count(*) FROM alerts"), 1),
+        timeout_s=15,
+        message="alert",
     )
-    await wait_until(lambda: _at_least(harness.ledger.calls["confirm"], 3), message="retries")
+    refused_at = int(await harness.fetchval("SELECT attempts FROM global_tx"))
+    await wait_until(
+        lambda: _at_least(harness.fetchval("SELECT attempts FROM global_tx"), refused_at + 3),
+        message="retries",
+    )
     assert await harness.fetchval("SELECT code FROM alerts") == "tcc_phase2_refused"
     assert await harness.fetchval("SELECT count(*) FROM alerts") == 1
     assert await harness.fetchval("SELECT state FROM global_tx") == "confirming"
+    assert "tcc_branch_cancelled" in str(await harness.fetchval("SELECT last_error FROM global_tx"))
     assert await merchant.status_of(payout["id"]) == "submitted"  # never shown paid
 
 
-async def _at_least(value: int, minimum: int) -> bool:
-    return value >= minimum
+async def _at_least(value: Awaitable[Any], minimum: int) -> bool:
+    return int(await value) >= minimum

@@ -1,4 +1,4 @@
-"""Payout flows through the coordinator with scripted participants."""
+"""Payout flows through the coordinator with the real ledger, router and bank simulator."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from tests.payout.conftest import Harness, payout_body
+from tests.payout.conftest import CHANNEL, Harness, payout_body
 from tests.support.waiting import wait_until
 
 
 async def test_happy_path_holds_then_posts_amount_and_fee_and_ends_paid(harness: Harness) -> None:
     merchant = await harness.merchant(funds=100_000, fees={"fixed": 25, "bps": 100})
+    fees_before = (await harness.ledger_account("fee_revenue.EUR"))["credits_posted"]
+    settled_before = (await harness.ledger_account("settlement.EUR"))["credits_posted"]
     status, payout, headers = await merchant.post_payout(payout_body(amount=10_000))
     assert status == 201, payout
     assert payout["status"] == "processing"
@@ -23,14 +25,16 @@ async def test_happy_path_holds_then_posts_amount_and_fee_and_ends_paid(harness:
         return await merchant.status_of(payout["id"]) == "paid"
 
     await wait_until(paid, timeout_s=10, message="payout paid")
-    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
-    assert account.debits_posted == 10_125 and account.debits_pending == 0
-    assert harness.ledger.accounts["fee_revenue.EUR"].credits_posted == 125
-    assert harness.ledger.accounts["settlement.EUR"].credits_posted == 10_000
-    assert harness.router.executions[payout["id"]] == 1
+    account = await merchant.account()
+    assert account["debits_posted"] == 10_125 and account["debits_pending"] == 0
+    fees = await harness.ledger_account("fee_revenue.EUR")
+    assert fees["credits_posted"] - fees_before == 125
+    settlement = await harness.ledger_account("settlement.EUR")
+    assert settlement["credits_posted"] - settled_before == 10_000
+    assert await harness.executions(payout["id"]) == 1
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert [h["status"] for h in body["status_history"]] == ["processing", "paid"]
-    assert body["channel"] == "ch_fake"
+    assert body["channel"] == CHANNEL
 
 
 async def test_twenty_concurrent_duplicates_make_one_payout_one_hold_one_submission(
@@ -52,11 +56,11 @@ async def test_twenty_concurrent_duplicates_make_one_payout_one_hold_one_submiss
         lambda: _is(merchant.status_of(payout_id), "paid"), timeout_s=10, message="paid"
     )
     # One hold: the merchant paid amount + fee once (a retried try is idempotent per branch).
-    assert len({gid for gid, _ in harness.ledger.branches}) == 1
-    account = harness.ledger.accounts[f"{merchant.id}.EUR"]
-    assert account.debits_posted == 5_000 + created[0][1]["fee"]
-    assert account.debits_pending == 0
-    assert harness.router.executions == {payout_id: 1}  # one bank execution
+    assert await harness.fetchval("SELECT count(*) FROM global_tx") == 1
+    account = await merchant.account()
+    assert account["debits_posted"] == 5_000 + created[0][1]["fee"]
+    assert account["debits_pending"] == 0
+    assert await harness.executions(payout_id) == 1  # one bank execution
     status, replay, headers = await merchant.post_payout(body, key="dup-key")
     assert status == 201 and headers.get("Idempotent-Replayed") == "true"
     assert replay == created[0][1]
@@ -99,10 +103,17 @@ async def test_insufficient_funds_fails_at_once_and_holds_nothing(harness: Harne
     assert status == 201
     assert payout["status"] == "failed"
     assert payout["failure_code"] == "insufficient_funds"
-    assert harness.ledger.held() == 0
-    # The router's quota branch was never tried, and its cancel left a tombstone.
-    assert all(state == "cancelled" for state in harness.router.quota.values())
-    assert harness.router.submissions[payout["id"]] == 0
+    assert await harness.held(merchant) == 0
+    # The router's quota branch was never tried, and its cancel left a tombstone: a late try
+    # of that branch is refused by the real router.
+    gid = await harness.gid_of(payout["id"])
+    status, problem = await harness.call(
+        "POST",
+        f"{harness.parts.router.url}/v1/tcc/{gid}/quota/try",
+        _quota_try(merchant.id, payout),
+    )
+    assert status == 409 and problem["code"] == "tcc_branch_cancelled", problem
+    assert (await harness.submission(payout["id"]))[0] == 404  # no bank was asked
     assert await harness.fetchval("SELECT state FROM global_tx") == "cancelled"
 
 
@@ -110,37 +121,53 @@ async def test_beneficiary_error_fails_the_payout_and_releases_both_holds(
     harness: Harness,
 ) -> None:
     merchant = await harness.merchant()
-    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000001"))
+    _, payout, _ = await merchant.post_payout(payout_body(account="INVALID0000000001"))
     await wait_until(
         lambda: _is(merchant.status_of(payout["id"]), "failed"), timeout_s=10, message="failed"
     )
     _, body = await merchant.get(f"/v1/payouts/{payout['id']}")
     assert body["failure_code"] == "invalid_account"
-    assert harness.ledger.held() == 0
-    assert harness.ledger.accounts[f"{merchant.id}.EUR"].debits_posted == 0
-    assert set(harness.router.quota.values()) == {"cancelled"}
+    assert await harness.held(merchant) == 0
+    assert (await merchant.account())["debits_posted"] == 0
+    # The quota branch was cancelled: confirming it now is refused by the real router.
+    gid = await harness.gid_of(payout["id"])
+    status, problem = await harness.call(
+        "POST", f"{harness.parts.router.url}/v1/tcc/{gid}/quota/confirm", {}
+    )
+    assert status == 409 and problem["code"] == "tcc_branch_cancelled", problem
 
 
 async def test_unknown_outcome_stays_processing_until_an_inquiry_resolves_it(
-    make_harness: Any,
+    harness: Harness,
 ) -> None:
-    harness: Harness = await make_harness()
-    harness.router.inquiries_needed = 2
     merchant = await harness.merchant()
-    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000002"))
+    # The bank executes the transfer but the reply is lost: the attempt is unknown.
+    await harness.behave("lost_responses", lost_response_rate=1.0)
+    _, payout, _ = await merchant.post_payout(payout_body())
     await wait_until(
         lambda: _is(harness.fetchval("SELECT state FROM global_tx"), "awaiting"),
         timeout_s=10,
         message="awaiting",
     )
+    # The bank cannot answer inquiries for a while (an outage): the payout keeps waiting.
+    await harness.behave("outage")
     assert await merchant.status_of(payout["id"]) == "processing"
-    assert harness.ledger.held() > 0  # the money may have left: nothing is released
+    assert await harness.held(merchant) > 0  # the money may have left: nothing is released
+
+    async def inquired_twice() -> bool:
+        status, submission = await harness.submission(payout["id"])
+        return status == 200 and submission["attempts"][0]["inquiries"] >= 2
+
+    await wait_until(inquired_twice, timeout_s=15, message="two unanswered inquiries")
+    assert await merchant.status_of(payout["id"]) == "processing"
+    await harness.behave("normal")
     await wait_until(
         lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=15, message="paid"
     )
-    assert harness.router.inquiries[payout["id"]] >= 2
-    assert harness.router.executions[payout["id"]] == 1
-    assert harness.ledger.held() == 0
+    _, submission = await harness.submission(payout["id"])
+    assert len(submission["attempts"]) == 1 and submission["attempts"][0]["inquiries"] >= 2
+    assert await harness.executions(payout["id"]) == 1
+    assert await harness.held(merchant) == 0
 
 
 async def test_unresolved_past_the_window_goes_to_manual_review_then_operator_marks_paid(
@@ -148,13 +175,21 @@ async def test_unresolved_past_the_window_goes_to_manual_review_then_operator_ma
 ) -> None:
     harness: Harness = await make_harness(PAYOUT_RESOLUTION_WINDOW_S="1")
     merchant = await harness.merchant()
-    _, payout, _ = await merchant.post_payout(payout_body(account="GB00BANK00000004"))
+    # Executed, reply lost; then the bank answers no inquiry (an outage) past the window.
+    await harness.behave("lost_responses", lost_response_rate=1.0)
+    _, payout, _ = await merchant.post_payout(payout_body())
+    await wait_until(
+        lambda: _is(harness.fetchval("SELECT state FROM global_tx"), "awaiting"),
+        timeout_s=10,
+        message="awaiting",
+    )
+    await harness.behave("outage")
     await wait_until(
         lambda: _is(merchant.status_of(payout["id"]), "manual_review"),
         timeout_s=15,
         message="manual review",
     )
-    assert harness.ledger.held() > 0
+    assert await harness.held(merchant) > 0
     alerts = await harness.fetch("SELECT code FROM alerts")
     assert [a["code"] for a in alerts] == ["payout_outcome_unresolved"]
     status, queue = await harness.admin("GET", "/admin/payouts?status=manual_review")
@@ -168,7 +203,7 @@ async def test_unresolved_past_the_window_goes_to_manual_review_then_operator_ma
     await wait_until(
         lambda: _is(merchant.status_of(payout["id"]), "paid"), timeout_s=10, message="paid"
     )
-    assert harness.ledger.held() == 0
+    assert await harness.held(merchant) == 0
     _, audit = await harness.admin("GET", f"/admin/payouts/{payout['id']}/audit")
     assert [r["action"] for r in audit["data"]] == ["payout_marked_paid"]
     assert audit["data"][0]["detail"]["evidence"].startswith("statement line 7")
@@ -181,3 +216,13 @@ async def test_unresolved_past_the_window_goes_to_manual_review_then_operator_ma
 
 async def _is(awaitable: Awaitable[Any], expected: Any) -> bool:
     return (await awaitable) == expected
+
+
+def _quota_try(merchant_id: str, payout: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payout_id": payout["id"],
+        "merchant_id": merchant_id,
+        "amount_minor": payout["amount"],
+        "currency": payout["currency"],
+        "beneficiary_bank_code": payout["beneficiary"]["bank_code"],
+    }
