@@ -17,7 +17,7 @@ from services.kit.amqp import Broker
 from services.kit.logging import get_logger
 from services.kit.ratelimit import TokenBucketLimiter, rate_limit_middleware
 from services.kit.web import base_app
-from services.payout import delivery, handlers, risk_controls
+from services.payout import delivery, handlers, metrics, risk_controls
 from services.payout.adapters.participants import LedgerClient, RouterClient
 from services.payout.coordinator import Coordinator
 from services.payout.entrypoints import consumers, http
@@ -201,5 +201,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_background("tcc_recovery", _coordinator))
     app.cleanup_ctx.append(_background("webhook_sender", _sender))
     app.cleanup_ctx.append(_background("batches", _batches_and_janitor))
+    metrics.register(app, pool_key)
     http.add_routes(app)
     return app
