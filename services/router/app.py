@@ -15,6 +15,7 @@ from services.kit import db, outbox
 from services.kit.amqp import Broker
 from services.kit.logging import get_logger
 from services.kit.web import base_app
+from services.router import metrics
 from services.router.adapters.config_files import ConfigFiles
 from services.router.adapters.connectors.banksim.client import BanksimClient
 from services.router.domain.health import HealthBoard, HealthPolicy
@@ -217,5 +218,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_service)
     app.cleanup_ctx.append(_background)
+    metrics.register(app)
     http.add_routes(app)
     return app
