@@ -13,11 +13,11 @@ import contracts.recon
 from services.kit import db, outbox
 from services.kit.amqp import Broker
 from services.kit.web import base_app
-from services.recon import console
+from services.recon import console, metrics
 from services.recon.adapters.parsing import default_parser, load_rules_file
 from services.recon.adapters.records import RecordsSource, RouterExport
 from services.recon.domain.rules import RulesBook
-from services.recon.entrypoints import http
+from services.recon.entrypoints import consumers, http
 from services.recon.entrypoints.intake import intake_context
 from services.recon.handlers import ParseFn, ReconService
 from services.recon.keys import service_key, settings_key
@@ -108,8 +108,10 @@ def create_app(
     app.cleanup_ctx.append(service)
     app.cleanup_ctx.append(broker)
     app.cleanup_ctx.append(relay)
+    app.cleanup_ctx.append(consumers.payout_alerts_context(pool_key, broker_key))
     if settings.intake_enabled if run_intake is None else run_intake:
         app.cleanup_ctx.append(intake_context(service_key))
+    metrics.register(app, pool_key)
     http.add_routes(app)
     console.setup(app)  # finance console, reports, finance API additions (docs/CONSOLE.md)
     return app
