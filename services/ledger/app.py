@@ -13,6 +13,7 @@ from services.kit import db
 from services.kit.auth import service_token_middleware
 from services.kit.logging import get_logger
 from services.kit.web import base_app
+from services.ledger import metrics
 from services.ledger.entrypoints import http
 from services.ledger.keys import pool_key, settings_key, writer_key
 from services.ledger.settings import Settings
@@ -88,5 +89,6 @@ def create_app(settings: Settings) -> web.Application:
     app[settings_key] = settings
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_writer)
+    metrics.register(app)
     http.add_routes(app)
     return app
