@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import asyncpg
+import structlog
 
 from contracts.payout import EVENT_TYPES
 from contracts.webhooks import SIGNATURE_HEADER, sign
 from contracts.wire import Envelope
 from services.kit import outbox
 from services.kit.logging import get_logger
+from services.kit.web import REQUEST_ID_HEADER
 from services.payout.adapters import store
 from services.payout.domain import payouts as rules
 from services.payout.domain import webhooks as policy
@@ -110,18 +112,31 @@ class Sender:
                               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                  AND e.id = d.endpoint_id
                RETURNING d.id, d.payload, d.attempts, d.give_up_at, d.event_id, d.merchant_id,
-                         e.url, e.secret""",
+                         e.url, e.secret,
+                         (SELECT o.correlation_id FROM outbox o
+                          WHERE o.event_id = d.event_id) AS correlation_id""",
             self.settings.webhook_batch_max,
             lease_s,
         )
 
     async def deliver(self, row: asyncpg.Record) -> bool:
+        # The merchant's own request id travels with the event (outbox.correlation_id) and
+        # comes back on the webhook, so both sides can join their logs on it.
+        correlation_id = row["correlation_id"]
+        with structlog.contextvars.bound_contextvars(
+            **({"request_id": correlation_id} if correlation_id else {})
+        ):
+            return await self._deliver(row, correlation_id)
+
+    async def _deliver(self, row: asyncpg.Record, correlation_id: str | None) -> bool:
         body = bytes(row["payload"])
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             SIGNATURE_HEADER: sign(row["secret"], body),
         }
+        if correlation_id:
+            headers[REQUEST_ID_HEADER] = correlation_id
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
