@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from services.kit.logging import get_logger
 from services.payout.adapters import store
@@ -164,6 +165,10 @@ class Coordinator:
                     gid,
                 )
                 assert tx is not None, gid
+                if tx["correlation_id"]:
+                    # Outside the request (recovery loop) this is what carries the merchant's
+                    # request id to the router, the bank, the events and the log lines.
+                    structlog.contextvars.bind_contextvars(request_id=tx["correlation_id"])
                 if tx["epoch"] != epoch or tx["lease_owner"] is None:
                     return  # fenced out, or a step already released it with its next time
                 state = tx["state"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import structlog
 
 from contracts import payout as wire
 from services.kit.errors import ProblemError, decode_body
@@ -336,13 +337,14 @@ async def create_global_tx(
     gid = rules.new_id("gtx")
     await conn.execute(
         """INSERT INTO global_tx(gid, payout_id, state, epoch, lease_owner, lease_until,
-               next_attempt_at, created_at, updated_at)
-           VALUES ($1, $2, 'trying', 1, $3, $4, $5, $5, $5)""",
+               next_attempt_at, created_at, updated_at, correlation_id)
+           VALUES ($1, $2, 'trying', 1, $3, $4, $5, $5, $5, $6)""",
         gid,
         payout_id,
         lease_owner,
         now + timedelta(seconds=lease_s) if lease_owner else None,
         now,
+        structlog.contextvars.get_contextvars().get("request_id"),
     )
     await conn.executemany(
         "INSERT INTO branches(gid, branch_id, participant, status) VALUES ($1, $2, $3, 'pending')",
