@@ -9,9 +9,11 @@ from aiohttp import web
 
 from contracts import ledger as wire
 from services.kit.errors import ProblemError, json_response, read_json
+from services.kit.logging import get_logger
 from services.ledger import handlers
 from services.ledger.keys import pool_key, settings_key, writer_key
 
+log = get_logger(__name__)
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -118,6 +120,7 @@ async def tcc_try(request: web.Request) -> web.Response:
         body,
         settings.tcc_hold_timeout_s,
     )
+    _log_tcc("try", result)
     return json_response(result)
 
 
@@ -125,6 +128,7 @@ async def tcc_confirm(request: web.Request) -> web.Response:
     result = await handlers.tcc_confirm(
         request.app[writer_key], _path_id(request, "gid"), _path_id(request, "branch_id")
     )
+    _log_tcc("confirm", result)
     return json_response(result)
 
 
@@ -132,7 +136,20 @@ async def tcc_cancel(request: web.Request) -> web.Response:
     result = await handlers.tcc_cancel(
         request.app[writer_key], _path_id(request, "gid"), _path_id(request, "branch_id")
     )
+    _log_tcc("cancel", result)
     return json_response(result)
+
+
+def _log_tcc(phase: str, result: wire.TccResult) -> None:
+    """One line per TCC call, carrying the payout's request id: the ledger's part of a payout
+    can be found in its logs by that id."""
+    log.info(
+        "tcc_branch_answered",
+        phase=phase,
+        gid=result.gid,
+        branch_id=result.branch_id,
+        status=result.status,
+    )
 
 
 def add_routes(app: web.Application) -> None:
