@@ -88,6 +88,7 @@ class Broker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._depth_task: asyncio.Task[None] | None = None
+        self._depth_wake = asyncio.Event()
 
     async def connect(self, *, timeout_s: float = 15.0) -> None:
         self._connection = await aio_pika.connect_robust(self.url, timeout=timeout_s)
@@ -237,6 +238,7 @@ class Broker:
 
         tag = await queue.consume(on_message)
         self._consumers.append((queue, tag))
+        self._depth_wake.set()  # count the new queue now, not at the next period
         if self._depth_task is None:
             self._depth_task = asyncio.create_task(self._refresh_depths(), name="amqp-depths")
 
@@ -251,10 +253,12 @@ class Broker:
 
     async def _refresh_depths(self) -> None:
         while True:
+            self._depth_wake.clear()
             try:
                 for name, (ready, consumers) in (await self.queue_depths()).items():
                     AMQP_QUEUE_MESSAGES.labels(name).set(ready)
                     AMQP_QUEUE_CONSUMERS.labels(name).set(consumers)
             except Exception as exc:  # noqa: BLE001 - background loop boundary: keep refreshing
                 log.warning("amqp_depth_refresh_failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(QUEUE_DEPTH_REFRESH_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._depth_wake.wait(), timeout=QUEUE_DEPTH_REFRESH_S)
