@@ -71,6 +71,24 @@ async def test_a_handler_run_twice_on_one_event_stores_it_once(pool: asyncpg.Poo
     assert row["occurrences"] == 1 and row["severity"] == "critical"
 
 
+async def test_a_worse_repeat_raises_the_open_alerts_severity_and_a_milder_one_does_not_lower_it(
+    pool: asyncpg.Pool,
+) -> None:
+    payout_id = new_payout_id()
+    first = await store_payout_alert(
+        pool, payout_alert("recon_outcome_conflict", severity="high", payout_id=payout_id)
+    )
+    worse = await store_payout_alert(
+        pool, payout_alert("recon_outcome_conflict", severity="critical", payout_id=payout_id)
+    )
+    milder = await store_payout_alert(
+        pool, payout_alert("recon_outcome_conflict", severity="high", payout_id=payout_id)
+    )
+    assert first is not None and first == worse == milder
+    row = await pool.fetchrow("SELECT * FROM recon_alerts WHERE alert_id = $1", first)
+    assert (row["severity"], row["occurrences"]) == ("critical", 3)
+
+
 async def test_repeats_of_one_cause_count_on_the_open_alert_and_after_a_close_open_a_new_one(
     hub: Hub,
 ) -> None:

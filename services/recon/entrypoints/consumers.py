@@ -124,6 +124,16 @@ async def store_payout_alert(
             context=_context(envelope, alert),
             now=seen_at,
         )
+        stored = taxonomy.Severity(row["severity"])
+        if taxonomy.SEVERITY_RANK[severity] < taxonomy.SEVERITY_RANK[stored]:
+            # A repeat may be worse than the first (a conflict on a payout settled since):
+            # the open alert takes the worse severity, never a milder one.
+            row = await conn.fetchrow(
+                "UPDATE recon_alerts SET severity = $2 WHERE alert_id = $1 RETURNING *",
+                row["alert_id"],
+                severity.value,
+            )
+            assert row is not None
     log.warning(
         "payout_alert_stored",
         alert_id=row["alert_id"],
