@@ -72,7 +72,10 @@ CHAOS_ENV = {
         "ROUTER_BANK_TIMEOUT_MS": "1500",
         "ROUTER_INQUIRY_BASE_MS": "500",
         "ROUTER_INQUIRY_MAX_MS": "2000",
-        "ROUTER_NOT_FOUND_GRACE_MS": "3000",
+        # Above the slow bank's latency (2.5 s median, 4 s p99): a bank still working on a
+        # request answers an inquiry with 404, and a grace shorter than that turned a payout the
+        # bank then paid into `failed` (chaos run of 22 Nov 2026, po_01a2015aa071cc95c35965).
+        "ROUTER_NOT_FOUND_GRACE_MS": "15000",
         "ROUTER_BREAKER_OPEN_MS": "2000",
     },
     "banksim": {"BANKSIM_CALLBACK_TIMEOUT_MS": "1000"},
