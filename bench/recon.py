@@ -7,8 +7,9 @@ Run: ``.venv/bin/python bench/recon.py [--lines N] [--skip-parsers]`` (``make be
    matching pass exercised (bank reference, amount + date, one-to-many batches, fee-adjusted).
 2. Baseline, in a child process: DuckDB reads both files and joins them on our reference.
 3. Ours, in another child process (its own peak RSS): the same intake as a dropped file
-   (hash, parse, file checks, columnar copy), then the run (DuckDB passes, COPY of matches and
-   breaks into PostgreSQL, outbox events, alerts, CSV report), into a throw-away database.
+   (hash, parse, file checks, columnar copy), then the run (DuckDB passes, matches written as
+   Parquet, COPY of breaks into PostgreSQL, outbox events, alerts, CSV report), into a
+   throw-away database.
 4. Invariants: every line and every record accounted exactly once, and the break counts equal
    the generator's answer key; the benchmark fails loudly otherwise.
 
@@ -243,10 +244,15 @@ def ours(workdir: Path) -> dict[str, object]:
             assert received.status == "accepted", received
             outcome = await service.run_day(CHANNEL, DAY)
             total_s = time.perf_counter() - started
+            import duckdb
+
+            matches_path = await pool.fetchval(
+                "SELECT matches_path FROM recon_runs WHERE run_id = $1", outcome.run_id
+            )
             counts = {
-                "db_matches": await pool.fetchval(
-                    "SELECT count(*) FROM recon_matches WHERE run_id = $1", outcome.run_id
-                ),
+                "parquet_matches": duckdb.connect()
+                .execute(f"SELECT count(*) FROM read_parquet('{matches_path}')")
+                .fetchone()[0],
                 "db_breaks": await pool.fetchval(
                     "SELECT count(*) FROM recon_breaks WHERE run_id = $1", outcome.run_id
                 ),
@@ -299,6 +305,9 @@ def check(meta: dict, result: dict) -> list[str]:
     # Timing breaks here are record-only (no line); every line is matched or in a line break.
     if summary["matched_lines"] + line_breaks != summary["line_count"]:
         problems.append("lines not accounted exactly once")
+    match_rows = sum(v["records"] for v in summary["passes"].values())
+    if result["parquet_matches"] != match_rows:
+        problems.append(f"matches in Parquet {result['parquet_matches']} != {match_rows}")
     if result["db_breaks"] != summary["break_count"]:
         problems.append(f"breaks in PostgreSQL {result['db_breaks']} != {summary['break_count']}")
     return problems

@@ -461,7 +461,18 @@ class ReconService:
                 earlier = await asyncio.to_thread(engine.earlier_attempt_ids)
                 async with self.pool.acquire() as conn:
                     settled = await repo.settled_before(conn, channel, business_date, earlier)
-                summary = await asyncio.to_thread(engine.match, match_inputs, settled)
+                    earlier_matches = [
+                        Path(p)
+                        for p in await repo.earlier_matches_paths(
+                            conn, channel, business_date, start - timedelta(days=1)
+                        )
+                    ]
+                missing = [str(p) for p in earlier_matches if not p.exists()]
+                if missing:
+                    raise RuntimeError(f"matches files of earlier runs are missing: {missing}")
+                summary = await asyncio.to_thread(
+                    engine.match, match_inputs, settled, earlier_matches
+                )
                 timings["match_s"] = loop.time() - started - timings["records_s"]
                 if progress:
                     progress("persist")
@@ -531,82 +542,93 @@ class ReconService:
         mark = clock()
         report_dir = self.settings.data_dir / "reports" / channel / run_id
         report_dir.mkdir(parents=True, exist_ok=True)
-        matches_csv = work / "matches.csv"
+        # Per-line matches stay beside the run as Parquet (the reports read them); PostgreSQL
+        # gets runs, breaks, aggregates (the summary) and resolutions.
+        matches_path = self.settings.data_dir / "matches" / channel / f"{run_id}.parquet"
+        matches_path.parent.mkdir(parents=True, exist_ok=True)
+        pending = matches_path.with_name(matches_path.name + ".pending")
         breaks_csv = work / "breaks.csv"
         await asyncio.to_thread(
-            engine.export, run_id, channel, business_date, matches_csv, breaks_csv, report_dir
+            engine.export, run_id, channel, business_date, pending, breaks_csv, report_dir
         )
+        os.replace(pending, matches_path)
         resolutions = await asyncio.to_thread(engine.resolutions)
         reevaluated = await asyncio.to_thread(engine.earlier_attempt_ids)
         report = report_dir / "summary.json"
         summary_dict = summary.as_dict()
         timings["persist_export_s"] = clock() - mark
-        async with self.pool.acquire() as conn, conn.transaction():
-            await repo.supersede_current(conn, channel, business_date, run_id, now)
-            await repo.insert_run(
-                conn,
-                {
-                    "run_id": run_id,
-                    "channel": channel,
-                    "business_date": business_date,
-                    "identity": identity,
-                    "inputs": inputs,
-                    "rules_version": rules.version(),
-                    "rules": asdict(rules),
-                    "summary": summary_dict,
-                    "line_count": summary.line_count,
-                    "record_count": summary.record_count,
-                    "matched_lines": summary.matched_lines,
-                    "break_count": summary.break_count,
-                    "report_path": str(report_dir),
-                    "started_at": now,
-                    "finished_at": max(now, datetime.now(UTC)),
-                },
-            )
-            mark = clock()
-            await repo.copy_csv(conn, "recon_matches", repo.MATCH_COLUMNS, matches_csv)
-            await repo.copy_csv(conn, "recon_breaks", repo.BREAK_COLUMNS, breaks_csv)
-            timings["persist_copy_s"] = clock() - mark
-            await repo.close_carried_timing(conn, channel, business_date, run_id, reevaluated, now)
-            new_resolutions = await repo.insert_resolutions(conn, run_id, resolutions)
-            await outbox.enqueue_many(
-                conn,
-                [
-                    {
-                        "event_type": "recon.payout_resolved",
-                        "aggregate_id": row["payout_id"],
-                        "aggregate_version": 1,
-                        "data": {
-                            "payout_id": row["payout_id"],
-                            "attempt_id": row["attempt_id"],
-                            "outcome": row["outcome"],
-                            "amount_minor": row["amount_minor"],
-                            "currency": row["currency"],
-                            "statement_id": row["statement_id"],
-                            "line_number": row["line_number"],
-                            "run_id": run_id,
-                        },
-                    }
-                    for row in new_resolutions
-                ],
-                producer=PRODUCER,
-                now=now,
-            )
-            for code, figures in sorted(summary.breaks.items()):
-                await self._alert(
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await repo.supersede_current(conn, channel, business_date, run_id, now)
+                await repo.insert_run(
                     conn,
-                    code,
-                    cause=f"break:{code}:{channel}:{business_date.isoformat()}",
-                    channel=channel,
-                    business_date=business_date,
-                    context={
-                        "count": figures["count"],
-                        "amount_minor": figures["amount_minor"],
+                    {
                         "run_id": run_id,
+                        "channel": channel,
+                        "business_date": business_date,
+                        "identity": identity,
+                        "inputs": inputs,
+                        "rules_version": rules.version(),
+                        "rules": asdict(rules),
+                        "summary": summary_dict,
+                        "line_count": summary.line_count,
+                        "record_count": summary.record_count,
+                        "matched_lines": summary.matched_lines,
+                        "break_count": summary.break_count,
+                        "report_path": str(report_dir),
+                        "started_at": now,
+                        "finished_at": max(now, datetime.now(UTC)),
+                        "matches_path": str(matches_path),
                     },
+                )
+                mark = clock()
+                await repo.copy_csv(conn, "recon_breaks", repo.BREAK_COLUMNS, breaks_csv)
+                timings["persist_copy_s"] = clock() - mark
+                await repo.close_carried_timing(
+                    conn, channel, business_date, run_id, reevaluated, now
+                )
+                new_resolutions = await repo.insert_resolutions(conn, run_id, resolutions)
+                await outbox.enqueue_many(
+                    conn,
+                    [
+                        {
+                            "event_type": "recon.payout_resolved",
+                            "aggregate_id": row["payout_id"],
+                            "aggregate_version": 1,
+                            "data": {
+                                "payout_id": row["payout_id"],
+                                "attempt_id": row["attempt_id"],
+                                "outcome": row["outcome"],
+                                "amount_minor": row["amount_minor"],
+                                "currency": row["currency"],
+                                "statement_id": row["statement_id"],
+                                "line_number": row["line_number"],
+                                "run_id": run_id,
+                            },
+                        }
+                        for row in new_resolutions
+                    ],
+                    producer=PRODUCER,
                     now=now,
                 )
-            await repo.delete_run_request(conn, channel, business_date)
+                for code, figures in sorted(summary.breaks.items()):
+                    await self._alert(
+                        conn,
+                        code,
+                        cause=f"break:{code}:{channel}:{business_date.isoformat()}",
+                        channel=channel,
+                        business_date=business_date,
+                        context={
+                            "count": figures["count"],
+                            "amount_minor": figures["amount_minor"],
+                            "run_id": run_id,
+                        },
+                        now=now,
+                    )
+                await repo.delete_run_request(conn, channel, business_date)
+        except BaseException:
+            matches_path.unlink(missing_ok=True)  # no run refers to it
+            raise
         report.write_text(
             json.dumps(
                 {

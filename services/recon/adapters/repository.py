@@ -202,9 +202,9 @@ async def insert_run(conn: Conn, row: dict[str, Any]) -> None:
     await conn.execute(
         """INSERT INTO recon_runs (run_id, channel, business_date, identity, inputs,
                rules_version, rules, summary, line_count, record_count, matched_lines,
-               break_count, report_path, started_at, finished_at)
+               break_count, report_path, started_at, finished_at, matches_path)
            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13,
-               $14, $15)""",
+               $14, $15, $16)""",
         row["run_id"],
         row["channel"],
         row["business_date"],
@@ -220,7 +220,25 @@ async def insert_run(conn: Conn, row: dict[str, Any]) -> None:
         row["report_path"],
         row["started_at"],
         row["finished_at"],
+        row.get("matches_path"),
     )
+
+
+async def earlier_matches_paths(
+    conn: Conn, channel: str, business_date: date, since: date
+) -> list[str]:
+    """The matches files of the current runs of ``channel`` for days in [since, business_date):
+    the attempts they matched are settled for a run of ``business_date``."""
+    rows = await conn.fetch(
+        """SELECT matches_path FROM recon_runs
+           WHERE channel = $1 AND business_date >= $2 AND business_date < $3
+             AND superseded_by IS NULL AND matches_path IS NOT NULL
+           ORDER BY business_date""",
+        channel,
+        since,
+        business_date,
+    )
+    return [r["matches_path"] for r in rows]
 
 
 MATCH_COLUMNS = ("run_id", "statement_id", "line_number", "attempt_id", "pass")

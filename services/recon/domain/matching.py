@@ -2,8 +2,9 @@
 
 Why DuckDB (measured in bench/recon.py, docs/PERFORMANCE.md): on the 1M x 1M join it is as
 fast as polars on this machine, it expresses the passes as plain SQL, it spills to disk under
-a memory limit (so 10M lines do not need 10x the memory), and it writes the CSV that
-PostgreSQL's COPY reads, without a detour through Python objects.
+a memory limit (so 10M lines do not need 10x the memory), and it writes the run's matches as
+Parquet and its breaks as the CSV that PostgreSQL's COPY reads, without a detour through Python
+objects.
 
 The engine is pure computation: it reads the two inputs it is given (table expressions over
 columnar files), never touches our databases, and leaves its results in tables of the same
@@ -29,8 +30,10 @@ A candidate set that is not one-to-one is never matched: the line becomes an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -160,10 +163,21 @@ class Engine:
             ).fetchall()
         ]
 
-    def match(self, inputs: MatchInputs, settled: list[str]) -> MatchSummary:
+    def match(
+        self, inputs: MatchInputs, settled: list[str], earlier_matches: Sequence[Path] = ()
+    ) -> MatchSummary:
         """``settled``: attempts an earlier run already settled; a line for one of them is a
-        duplicate, and they are not expected on this statement."""
+        duplicate, and they are not expected on this statement. ``earlier_matches``: the
+        matches files (Parquet) of the current runs of earlier days; their attempts are
+        settled too."""
         rules = inputs.rules
+        if earlier_matches:
+            files = ", ".join(_literal(str(p)) for p in earlier_matches)
+            self._x(
+                f"""UPDATE r SET settled = true WHERE record_date < ? AND attempt_id IN (
+                      SELECT attempt_id FROM read_parquet([{files}]))""",
+                [self._business_date],
+            )
         if settled:
             self._x(
                 "CREATE OR REPLACE TEMP TABLE settled AS SELECT unnest(?::VARCHAR[]) AS attempt_id",
@@ -575,12 +589,14 @@ class Engine:
         run_id: str,
         channel: str,
         business_date: date,
-        matches_csv: Any,
+        matches_parquet: Any,
         breaks_csv: Any,
         report_dir: Any,
     ) -> None:
-        """Write the run's matches and breaks as CSV in the column order of the tables they
-        are COPYed into, plus a breaks report (with the bank's raw line) for people."""
+        """Write the run's matches as Parquet (one row per matched line and record, with the
+        line's figures, in (statement_id, line_number, attempt_id) order: what the reports
+        read), the breaks as CSV in the column order of the table they are COPYed into, and a
+        breaks report (with the bank's raw line) for people."""
         run = _literal(run_id)
         severity = " ".join(
             f"WHEN {_literal(code)} THEN {_literal(sev.value)}"
@@ -588,11 +604,13 @@ class Engine:
         )
         suffix = run_id.removeprefix("run_")
         self._x(
-            # In attempt order: PostgreSQL then appends to the attempt index instead of
-            # splitting pages at random (3-4x faster COPY at 1M rows).
-            f"""COPY (SELECT {run}, l.statement_id, l.line_number, m.attempt_id, m.pass
-                      FROM m JOIN l USING (line_key) ORDER BY m.attempt_id)
-                TO {_literal(str(matches_csv))} (FORMAT csv, HEADER false)"""
+            f"""COPY (SELECT l.statement_id, l.line_number, m.attempt_id, m.pass,
+                             l.booking_date, l.value_date, l.currency, l.amount_minor,
+                             l.fee_minor, l.bank_reference
+                      FROM m JOIN l USING (line_key)
+                      ORDER BY l.line_key, m.attempt_id)
+                TO {_literal(str(matches_parquet))}
+                (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
         )
         self._x(
             f"""CREATE OR REPLACE TEMP TABLE bx AS

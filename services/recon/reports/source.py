@@ -1,7 +1,11 @@
 """Rows of a run's report, read in bounded chunks so a run of a million lines never sits in
-memory: breaks through a PostgreSQL server-side cursor; matched lines as a merge join of the
-run's matches (server-side cursor, sorted) with the statement lines' columnar copy (DuckDB,
-sorted, fetched in chunks). Both sides sort by (statement_id, line_number) in byte order.
+memory: breaks through a PostgreSQL server-side cursor; matched lines from the run's matches
+file (Parquet, written by the run already joined with the lines' figures and sorted by
+statement_id, line_number, attempt_id), read through DuckDB in chunks.
+
+Runs made before matches were kept as Parquet (``matches_path`` NULL) have their matches in
+``recon_matches``: those are read as a merge join of the matches (server-side cursor, sorted)
+with the statement lines' columnar copy (DuckDB, sorted, fetched in chunks).
 """
 
 from __future__ import annotations
@@ -137,10 +141,49 @@ class _Lines:
         self.con.close()
 
 
+class _Matches:
+    """A run's matches file in its written order, in chunks."""
+
+    def __init__(self, path: Path, memory_limit_mb: int) -> None:
+        self.con = duckdb.connect(":memory:")
+        # One thread keeps the file's order (it is written sorted); no sort needed here.
+        self.con.execute("SET threads = 1")
+        self.con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+        self.result = self.con.execute(
+            f"SELECT {', '.join(MATCHED_FIELDS)} FROM read_parquet({quote(str(path))})"
+        )
+
+    def fetch(self) -> list[tuple[Any, ...]]:
+        return list(self.result.fetchmany(CHUNK_ROWS))
+
+    def close(self) -> None:
+        self.con.close()
+
+
 async def matched(
     pool: asyncpg.Pool, run_id: str, channel: str, *, memory_limit_mb: int = 256
 ) -> AsyncIterator[dict[str, Any]]:
     """Each match (a line may settle several records) with its statement line's figures."""
+    async with pool.acquire() as conn:
+        matches_path = await conn.fetchval(
+            "SELECT matches_path FROM recon_runs WHERE run_id = $1", run_id
+        )
+    if matches_path is not None:
+        reader = await asyncio.to_thread(_Matches, Path(matches_path), memory_limit_mb)
+        try:
+            while chunk := await asyncio.to_thread(reader.fetch):
+                for values in chunk:
+                    yield dict(zip(MATCHED_FIELDS, values, strict=True))
+        finally:
+            await asyncio.to_thread(reader.close)
+        return
+    async for row in _matched_legacy(pool, run_id, channel, memory_limit_mb=memory_limit_mb):
+        yield row
+
+
+async def _matched_legacy(
+    pool: asyncpg.Pool, run_id: str, channel: str, *, memory_limit_mb: int
+) -> AsyncIterator[dict[str, Any]]:
     async with pool.acquire() as conn:
         paths = [p for p in await _lines_paths(conn, run_id, channel) if p.exists()]
     lines = await asyncio.to_thread(_Lines, paths, memory_limit_mb) if paths else None
