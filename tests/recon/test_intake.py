@@ -68,7 +68,11 @@ async def test_a_statement_with_every_discrepancy_yields_the_answer_keys_breaks_
     matches_path = await pool.fetchval(
         "SELECT matches_path FROM recon_runs WHERE run_id = $1", outcome.run_id
     )
-    matched = duckdb.sql(f"SELECT attempt_id, pass FROM read_parquet('{matches_path}')").fetchall()
+    matched = (
+        duckdb.connect()
+        .execute(f"SELECT attempt_id, pass FROM read_parquet('{matches_path}')")
+        .fetchall()
+    )
     assert set(matched) == {
         (a, c) for a, (kind, c) in day.record_answers.items() if kind == "match"
     }

@@ -39,10 +39,14 @@ async def test_a_later_day_reads_earlier_matches_from_parquet_and_reruns_keep_th
         await pool.fetchval("SELECT matches_path FROM recon_runs WHERE run_id = $1", first.run_id)
     )
     assert path.is_relative_to(service.settings.data_dir) and path.exists()
-    rows = duckdb.sql(
-        f"SELECT statement_id, line_number, attempt_id, pass, amount_minor, currency"
-        f" FROM read_parquet('{path}')"
-    ).fetchall()
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"SELECT statement_id, line_number, attempt_id, pass, amount_minor, currency"
+            f" FROM read_parquet('{path}')"
+        )
+        .fetchall()
+    )
     by_ref = {line.our_reference: line for line in day1.statements[0].lines}
     assert sorted(r[2] for r in rows) == sorted(r["attempt_id"] for r in day1.records)
     assert rows == sorted(rows)  # written in (statement_id, line_number) order
