@@ -11,6 +11,7 @@ transaction, so it never serialises callers on its row lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,25 @@ class _Entry:
 
 
 @dataclass
+class _Pending:
+    """A batch whose append was sent inside a transaction that is not committed yet."""
+
+    conn: asyncpg.Connection
+    tx: Any
+    append: asyncio.Task[None]
+    entries: list[_Entry]
+    outcomes: list[Any]
+    started: float
+    done: bool = False
+    abandoned: bool = False
+
+
+# Resolved pendings stay cached until this many pendings are cached; trimming waits for the
+# batch in flight so a resolution it carries is never forgotten before it commits.
+RESOLVED_PENDINGS_KEPT = 50_000
+
+
+@dataclass
 class WriterStats:
     batches: int = 0
     jobs: int = 0
@@ -114,7 +134,9 @@ class Writer:
         self.cache_entries_max = cache_entries_max
         self.queue: asyncio.Queue[_Entry] = asyncio.Queue(queue_max)
         self.stats = WriterStats()
-        self._conn: asyncpg.Connection | None = None
+        self._conn: asyncpg.Connection | None = None  # holds the writer lock
+        self._spare: asyncpg.Connection | None = None  # the pipeline's second connection
+        self._inflight_stored: dict[str, Any] = {}
         # Authoritative while this writer holds the lock; cleared on any failed batch.
         self._accounts: dict[str, Account] = {}
         self._pendings: dict[str, Pending] = {}
@@ -133,11 +155,19 @@ class Writer:
         return await future
 
     async def run(self, stop: asyncio.Event) -> None:
+        previous: _Pending | None = None
         try:
             while not stop.is_set() or not self.queue.empty():
+                if previous is not None and self.queue.empty():
+                    # Nothing to overlap with: commit now rather than keep callers waiting.
+                    await self._complete_or_redo(previous, None, stop)
+                    previous = None
                 try:
                     first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
                 except TimeoutError:
+                    if previous is not None:
+                        await self._complete_or_redo(previous, None, stop)
+                        previous = None
                     continue
                 entries = [first]
                 size = first.job.size
@@ -147,10 +177,119 @@ class Writer:
                     entry = self.queue.get_nowait()
                     entries.append(entry)
                     size += entry.job.size
-                await self._commit(entries, stop)
+                if previous is None:
+                    self._trim()
+                elif self._needs_trim():
+                    await self._complete_or_redo(previous, None, stop)
+                    previous = None
+                    self._trim()
+                current = await self._send(entries, previous, stop)
+                if previous is not None:
+                    await self._complete_or_redo(previous, current, stop)
+                    if current is not None and current.abandoned:
+                        current = None
+                previous = current
+            if previous is not None:
+                await self._complete_or_redo(previous, None, stop)
         finally:
-            if self._conn is not None:
-                await self._conn.close()  # releases the writer lock
+            for conn in (self._conn, self._spare):
+                if conn is not None:
+                    await conn.close()  # closing the first releases the writer lock
+
+    async def _send(
+        self, entries: list[_Entry], previous: _Pending | None, stop: asyncio.Event
+    ) -> _Pending | None:
+        """Compute this batch on top of the one still committing (``previous``) and send its
+        append inside a transaction on the other connection. It commits only after
+        ``previous`` did, so commit order is batch order, while its computation and its
+        inserts overlap the predecessor's WAL flush. Returns None when it was committed on
+        the slow path instead."""
+        started = time.perf_counter()
+        try:
+            conn = await self._connection(stop)
+            if previous is not None:
+                if self._spare is None or self._spare.is_closed():
+                    self._spare = await asyncpg.connect(self.dsn)
+                conn = self._spare if previous.conn is conn else conn
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                outcomes, batch, deltas = await self._compute(conn, [e.job for e in entries])
+            except BaseException:
+                await tx.rollback()
+                raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, WriterUnavailable):
+            # Nothing of this batch was sent: finish the predecessor, then go one by one.
+            if previous is not None:
+                await self._complete_or_redo(previous, None, stop)
+                previous.done = True
+            self._forget()
+            for entry in entries:
+                await self._commit([entry], stop)
+            return None
+        self._inflight_stored = {
+            r.id: batch.stored[r.id] for r in batch.rows if r.id in batch.stored
+        } | {r.id: batch.stored[r.id] for r in batch.rejections}
+        if previous is not None:
+            # The predecessor's statement must have run (and taken its row locks) before this
+            # one starts, or this one could lock rows first and wait for a commit that waits
+            # for it. Its failure, if any, is handled when it is completed.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await previous.append
+        append = asyncio.create_task(
+            store.append(conn, batch.rows, batch.rejections, batch.new_barriers, deltas)
+        )
+        self.stats.transfers += len(batch.rows)
+        return _Pending(conn, tx, append, entries, outcomes, started)
+
+    async def _finish(self, pending: _Pending) -> bool:
+        """Wait for the append, COMMIT, answer the callers; False if it did not commit."""
+        ok = True
+        try:
+            await pending.append
+            await pending.tx.commit()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("ledger_pipelined_batch_failed", jobs=len(pending.entries), error=str(exc))
+            ok = False
+            try:
+                await pending.tx.rollback()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass  # a broken connection rolls back by itself
+        pending.done = True
+        if not ok:
+            return False
+        self.stats.batches += 1
+        self.stats.jobs += len(pending.entries)
+        self.stats.batch_jobs_max = max(self.stats.batch_jobs_max, len(pending.entries))
+        self.stats.busy_s += time.perf_counter() - pending.started
+        for entry, outcome in zip(pending.entries, pending.outcomes, strict=True):
+            _settle(entry.future, outcome)
+        return True
+
+    async def _complete_or_redo(
+        self, previous: _Pending, current: _Pending | None, stop: asyncio.Event
+    ) -> None:
+        """Commit ``previous``. If it fails, ``current`` was computed on a state that never
+        happened: roll it back as well, reload, and redo both one job at a time."""
+        if previous.done:
+            return
+        if await self._finish(previous):
+            return
+        redo = list(previous.entries)
+        if current is not None:
+            try:
+                await current.append
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass
+            try:
+                await current.tx.rollback()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass
+            current.done = current.abandoned = True
+            redo.extend(current.entries)
+        self._forget()
+        for entry in redo:
+            await self._commit([entry], stop)
 
     async def _connection(self, stop: asyncio.Event) -> asyncpg.Connection:
         """The writer's own session, holding the writer lock; a standby waits here."""
@@ -217,6 +356,20 @@ class Writer:
             _settle(entry.future, outcome)
 
     async def _apply(self, conn: asyncpg.Connection, jobs: list[Job]) -> list[Any]:
+        """Compute and append one batch in a single autocommit statement (no pipelining)."""
+        outcomes, batch, deltas = await self._compute(conn, jobs)
+        if batch.rows or batch.rejections or batch.new_barriers:
+            await store.append(conn, batch.rows, batch.rejections, batch.new_barriers, deltas)
+        self.stats.transfers += len(batch.rows)
+        self._inflight_stored = {}
+        self._trim()
+        return outcomes
+
+    async def _compute(
+        self, conn: asyncpg.Connection, jobs: list[Job]
+    ) -> tuple[list[Any], Batch, list[tuple[str, int, int, int, int]]]:
+        """Load what the caches lack, then apply the jobs in memory; advances the cached chain
+        head and balances to the state after this batch."""
         transfer_ids: list[str] = []
         pending_ids: list[str] = []
         account_ids: list[str] = []
@@ -241,6 +394,9 @@ class Writer:
         if self._head is None:
             self._head = await store.chain_head(conn)
         stored = await store.load_stored(conn, transfer_ids)
+        for transfer_id in transfer_ids:  # outcomes of the batch still committing
+            if transfer_id in self._inflight_stored and transfer_id not in stored:
+                stored[transfer_id] = self._inflight_stored[transfer_id]
         missing_keys = [k for k in barrier_keys if k not in self._barriers]
         if missing_keys:
             self._barriers.update(await store.load_barriers(conn, missing_keys))
@@ -275,14 +431,13 @@ class Writer:
             now=now,
         )
         outcomes = [_run(batch, job) for job in jobs]
-        if batch.rows or batch.rejections or batch.new_barriers:
-            await store.append(
-                conn, batch.rows, batch.rejections, batch.new_barriers, batch.deltas()
-            )
         self._head = (batch.head_seq, batch.head_hash, now if batch.rows else head_at)
-        self.stats.transfers += len(batch.rows)
-        self._trim()
-        return outcomes
+        return outcomes, batch, batch.deltas()
+
+    def _needs_trim(self) -> bool:
+        return len(self._pendings) > RESOLVED_PENDINGS_KEPT or any(
+            len(c) > self.cache_entries_max for c in (self._accounts, self._barriers)
+        )
 
     def _trim(self) -> None:
         """Resolved pendings are settled history; other caches are bounded by a reset."""
