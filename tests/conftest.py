@@ -9,6 +9,11 @@ import pytest
 
 from tests.support import infra
 
+# Every queue a test run declares (in-process or in the service processes it starts, which
+# inherit the environment) expires on the broker two minutes after its last consumer left, so
+# runs — including aborted ones — never pile quorum queues up in a shared broker.
+os.environ.setdefault("AMQP_QUEUE_EXPIRES_MS", "120000")
+
 
 @pytest.fixture(scope="session")
 def run_id() -> Iterator[str]:

@@ -73,11 +73,21 @@ class Broker:
     """One robust connection, one confirmed publishing channel, consumer channels on demand."""
 
     def __init__(
-        self, url: str, prefix: str, *, delivery_limit: int = 10, drain_timeout_s: float = 10.0
+        self,
+        url: str,
+        prefix: str,
+        *,
+        delivery_limit: int = 10,
+        drain_timeout_s: float = 10.0,
+        queue_expires_ms: int = 0,
     ) -> None:
         self.url = url
         self.names = Names(prefix)
         self.delivery_limit = delivery_limit
+        # > 0: the broker deletes a queue that has had no consumer for this long
+        # (``x-expires``). Throw-away deployments (test runs) set it so their queues never
+        # pile up in a shared broker; production leaves it 0 (durable queues stay).
+        self.queue_expires_ms = queue_expires_ms
         self.drain_timeout_s = drain_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
@@ -101,9 +111,16 @@ class Broker:
             self.names.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
         dlq = await self._channel.declare_queue(
-            self.names.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            self.names.dead_letter_queue,
+            durable=True,
+            arguments=self._queue_arguments({"x-queue-type": "quorum"}),
         )
         await dlq.bind(dlx)
+
+    def _queue_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self.queue_expires_ms > 0:
+            return {"x-expires": self.queue_expires_ms, **arguments}
+        return arguments
 
     @property
     def is_connected(self) -> bool:
@@ -175,12 +192,14 @@ class Broker:
         queue = await channel.declare_queue(
             self.names.queue(consumer),
             durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": self.names.dead_letter_exchange,
-                **(queue_arguments or {}),
-            },
+            arguments=self._queue_arguments(
+                {
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": self.delivery_limit,
+                    "x-dead-letter-exchange": self.names.dead_letter_exchange,
+                    **(queue_arguments or {}),
+                }
+            ),
         )
         for key in binding_keys:
             await queue.bind(exchange, routing_key=key)

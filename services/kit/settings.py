@@ -97,6 +97,7 @@ class CommonSettings:
     db_name_prefix: str
     amqp_url: str
     amqp_prefix: str
+    amqp_queue_expires_ms: int = 0
     service_token: str
     log_format: str
     log_level: str
@@ -114,6 +115,9 @@ def common_kwargs(env: Env) -> dict[str, Any]:
         "db_name_prefix": env.string("DB_NAME_PREFIX", "payments_"),
         "amqp_url": env.url("AMQP_URL", DEFAULT_AMQP_URL, schemes=("amqp", "amqps")),
         "amqp_prefix": env.string("AMQP_PREFIX", "payments"),
+        "amqp_queue_expires_ms": env.integer(
+            "AMQP_QUEUE_EXPIRES_MS", 0, min_value=0, max_value=7 * 24 * 3600 * 1000
+        ),
         "service_token": env.secret("SERVICE_TOKEN", DEFAULT_SERVICE_TOKEN),
         "log_format": env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
         "log_level": env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),

@@ -68,7 +68,7 @@ async def clients(app: web.Application) -> AsyncIterator[None]:
 
 async def broker(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
-    b = Broker(s.amqp_url, s.amqp_prefix)
+    b = Broker(s.amqp_url, s.amqp_prefix, queue_expires_ms=s.amqp_queue_expires_ms)
     await b.connect()
     app[broker_key] = b
     ctx = app[context_key]

@@ -86,7 +86,11 @@ def create_app(
         yield
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
-        connection = Broker(settings.amqp_url, settings.amqp_prefix)
+        connection = Broker(
+            settings.amqp_url,
+            settings.amqp_prefix,
+            queue_expires_ms=settings.amqp_queue_expires_ms,
+        )
         await connection.connect()
         app[broker_key] = connection
         yield

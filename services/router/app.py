@@ -80,7 +80,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    broker = Broker(settings.amqp_url, settings.amqp_prefix)
+    broker = Broker(
+        settings.amqp_url,
+        settings.amqp_prefix,
+        queue_expires_ms=settings.amqp_queue_expires_ms,
+    )
     await broker.connect()
     app[broker_key] = broker
     try:
