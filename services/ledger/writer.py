@@ -310,6 +310,7 @@ class Writer:
         return conn
 
     def _forget(self) -> None:
+        self._inflight_stored = {}  # outcomes of a batch that did not commit are not outcomes
         self._accounts.clear()
         self._pendings.clear()
         self._barriers.clear()
