@@ -3,9 +3,10 @@
 Requests queue up as jobs; one task takes whatever is waiting (lingering at most
 ``linger_us`` for more, up to ``batch_transfers_max`` transfers), loads the state those jobs
 touch under the writer lock, applies them in arrival order in memory (``domain.batch``), and
-appends everything in ONE transaction with one counter update per touched account. Every
-caller is answered only after COMMIT. A hot account is written once per batch by one
-transaction, so it never serialises callers on its row lock.
+appends everything with ONE statement in one transaction, with one counter update per
+touched account. Every caller is answered only after COMMIT. A hot account is written once
+per batch, so it never serialises callers on its row lock. Batches are pipelined two deep:
+the next one is computed and sent while the previous one's COMMIT is being flushed.
 """
 
 from __future__ import annotations

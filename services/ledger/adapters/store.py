@@ -191,9 +191,10 @@ async def append(
     barriers: Sequence[Barrier],
     deltas: Sequence[tuple[str, int, int, int, int]],
 ) -> None:
-    """Append a whole batch in ONE statement, hence one round trip and one commit when run
-    outside an explicit transaction: transfers, remembered rejections, barrier rows, and one
-    relative counter update per touched account (a hot account is written once per batch)."""
+    """Append a whole batch in ONE statement (one round trip): transfers, remembered
+    rejections, barrier rows, and one relative counter update per touched account (a hot
+    account is written once per batch). Relative updates keep counters right even when the
+    next batch's statement runs before this one's COMMIT and waits on its row locks."""
     columns: list[list[Any]] = (
         [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(17)]
     )
