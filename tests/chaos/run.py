@@ -578,7 +578,12 @@ async def _run(
     async def collect(envelope: Any) -> None:
         alerts.append(dict(envelope.data))
 
-    watcher = Broker(suite.spec.amqp_url, suite.spec.amqp_prefix)
+    # Same queue arguments as the services' brokers (test sessions make queues expire).
+    watcher = Broker(
+        suite.spec.amqp_url,
+        suite.spec.amqp_prefix,
+        queue_expires_ms=int(os.environ.get("AMQP_QUEUE_EXPIRES_MS", "0")),
+    )
     await watcher.connect()
     await watcher.consume("chaos_alerts", ["payout.alert", "recon.alert"], collect)
     injections: list[Injection] = []
