@@ -6,6 +6,7 @@ behaviour modes), and a flaky participant by stopping the real process."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -347,6 +348,8 @@ async def make_harness(participants: Participants, run_id: str) -> AsyncIterator
             "DB_NAME_PREFIX": prefix,
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": parts.amqp_prefix,
+            # The same queue arguments as the participant processes, which inherit it.
+            "AMQP_QUEUE_EXPIRES_MS": os.environ.get("AMQP_QUEUE_EXPIRES_MS", "0"),
             "SERVICE_TOKEN": TOKEN,
             "LEDGER_URL": parts.ledger.url,
             "ROUTER_URL": parts.router.url,
