@@ -168,14 +168,20 @@ async def test_webhooks_resend_sends_a_delivered_webhook_again(
         return merchant.receiver.for_payout(created["id"], "payout.paid")
 
     await wait_until(paid_hooks, timeout_s=20, message="webhook")
-    page = await admin(
-        session, ops_suite, "GET", "/admin/webhook_deliveries?status=delivered&limit=100"
-    )
-    delivery = next(
-        d
-        for d in page["data"]
-        if d["merchant_id"] == merchant.id and d["event_type"] == "payout.paid"
-    )
+
+    async def delivered() -> dict[str, Any] | None:
+        # The sender records the delivery just after the receiver has answered.
+        page = await admin(
+            session, ops_suite, "GET", "/admin/webhook_deliveries?status=delivered&limit=100"
+        )
+        mine = [
+            d
+            for d in page["data"]
+            if d["merchant_id"] == merchant.id and d["event_type"] == "payout.paid"
+        ]
+        return mine[0] if mine else None
+
+    delivery = await wait_until(delivered, timeout_s=10, message="delivery recorded")
     result = payments(ops_suite, "webhooks", "resend", delivery["id"])
     assert result.returncode == 0, result.stderr
     assert delivery["id"] in result.stdout and "1 delivery(ies) back to pending" in result.stdout
