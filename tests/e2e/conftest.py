@@ -120,7 +120,7 @@ def suite(
             "PAYOUT_WEBHOOK_RETRY_MAX_MS": "400",
             "PAYOUT_PARTICIPANT_TIMEOUT_MS": "5000",
             "PAYOUT_SUBMISSION_TIMEOUT_MS": "15000",
-            "DB_POOL_MAX": "8",
+            "DB_POOL_MAX": "6",  # the shared server has max_connections=100
         },
         ports["payout"],
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +204,7 @@ async def test_statement_breaks_alerts_and_feedback_match_the_simulators_answer_
     )
     paid_ids = [await loop.create(10_000 + 137 * n) for n in range(7)]
     for payout_id in paid_ids:
-        await wait_until(
-            lambda pid=payout_id: loop.status_is(pid, "paid"), timeout_s=20, message="paid"
-        )
+        await wait_until(_status(loop, payout_id, "paid"), timeout_s=20, message="paid")
     refused_id = await loop.create(2_000, account="INVALID0000001")
     await wait_until(lambda: loop.status_is(refused_id, "failed"), timeout_s=20, message="failed")
     # The bank executes this one but its reply is lost: the attempt stays unknown.
@@ -236,7 +234,7 @@ async def test_statement_breaks_alerts_and_feedback_match_the_simulators_answer_
     day_of = {ref: t["executed_at"][:10] for ref, t in executed.items()}
     refs = [attempt_of[pid] for pid in paid_ids]
     returned_ref, unknown_ref = refs[4], attempt_of[unknown_id]
-    injections = [
+    injections: list[dict[str, Any]] = [
         {"kind": "drop_line", "reference": refs[0]},
         {"kind": "amount_changed", "reference": refs[1], "amount_minor": 11},
         {"kind": "duplicate_line", "reference": refs[2]},
@@ -265,12 +263,14 @@ async def test_statement_breaks_alerts_and_feedback_match_the_simulators_answer_
         answers.extend(key["discrepancies"])
     assert len(answers) == len(injections)
 
-    async def runs_done() -> list[dict[str, Any]] | None:
+    async def runs_done() -> list[dict[str, Any]]:
         body = await loop.finance(f"/v1/recon/runs?channel={BANK}")
         current = {r["business_date"]: r for r in body["runs"]}
-        return [current[d] for d in days] if all(d in current for d in days) else None
+        return [current[d] for d in days] if all(d in current for d in days) else []
 
-    runs = await wait_until(runs_done, timeout_s=60, interval_s=0.2, message="recon runs")
+    runs: list[dict[str, Any]] = await wait_until(
+        runs_done, timeout_s=60, interval_s=0.2, message="recon runs"
+    )
     breaks = [
         brk
         for run in runs
@@ -326,3 +326,10 @@ async def test_statement_breaks_alerts_and_feedback_match_the_simulators_answer_
     paid_total = sum(10_000 + 137 * n + 30 for n in range(7)) + 5_555 + 30
     assert account["debits_posted"] == paid_total
     assert account["available"] == 10_000_000 - paid_total + (10_000 + 137 * 4)
+
+
+def _status(loop: Loop, payout_id: str, expected: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return await loop.status_is(payout_id, expected)
+
+    return probe
