@@ -57,6 +57,12 @@ async def test_twenty_concurrent_duplicates_make_one_payout_one_hold_one_submiss
     )
     # One hold: the merchant paid amount + fee once (a retried try is idempotent per branch).
     assert await harness.fetchval("SELECT count(*) FROM global_tx") == 1
+    status, history = await harness.call(
+        "GET", f"{harness.parts.ledger.url}/v1/accounts/{merchant.id}.EUR/transfers?limit=100"
+    )
+    assert status == 200, history
+    kinds = sorted(t["kind"] for t in history["transfers"])
+    assert kinds == ["pending", "pending", "post", "post", "single"]  # funding + one hold
     account = await merchant.account()
     assert account["debits_posted"] == 5_000 + created[0][1]["fee"]
     assert account["debits_pending"] == 0
