@@ -11,6 +11,7 @@ statement loop rather than the whole payout stack (tests/e2e covers that).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -98,7 +99,13 @@ async def test_banksim_statement_with_discrepancies_reconciles_to_the_answer_key
         },
         recon_port,
     )
-    watcher = Broker(infra.amqp_url(), prefix)
+    # Declared like the services declare them (tests/conftest.py sets the expiry), or the
+    # broker refuses the second declaration of the same queue.
+    watcher = Broker(
+        infra.amqp_url(),
+        prefix,
+        queue_expires_ms=int(os.environ.get("AMQP_QUEUE_EXPIRES_MS", "0")),
+    )
     seen: list[Envelope] = []
 
     async def collect(envelope: Envelope) -> None:

@@ -57,14 +57,16 @@ def read(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not text or text != text.strip(_FRAMING) or text.startswith("#"):
+    framed = not text or text != text.strip(_FRAMING) or text.startswith("#")
+    del text  # the file's size again in memory: not kept while the frames are built
+    if framed or b"\x1f" in data:
         return None
-    physical = text.split("\n")
-    if physical[-1] == "":
-        physical.pop()
-    header = [name.strip() for name in physical[0].split(",")]
+    end = data.find(b"\n")
+    header = [name.strip() for name in data[: end if end >= 0 else len(data)].decode().split(",")]
     if len(set(header)) != len(header) or m.date not in header or m.amount not in header:
         return None
+    # Physical lines after the header: one per line end, plus a last one without it.
+    expected = data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
     try:
         frame = pl.read_csv(
             io.BytesIO(data),
@@ -74,16 +76,36 @@ def read(
             separator=",",
             new_columns=header,
         )
+        # The raw text of each line, as one column (no Python string per line): the file
+        # holds no \x1f, so every line is one field.
+        raw = (
+            pl.read_csv(
+                io.BytesIO(data),
+                has_header=False,
+                skip_rows=1,
+                infer_schema=False,
+                quote_char=None,
+                separator="\x1f",
+                new_columns=["raw"],
+            )
+            .get_column("raw")
+            .fill_null("")
+        )
     except pl.exceptions.PolarsError:
         return None
-    if frame.height != len(physical) - 1 or frame.width != len(header) or frame.height == 0:
+    if (
+        frame.height != expected
+        or raw.len() != expected
+        or frame.width != len(header)
+        or frame.height == 0
+    ):
         return None
-    return _convert(frame, physical, header, m, channel, sha256, dest)
+    return _convert(frame, raw, header, m, channel, sha256, dest)
 
 
 def _convert(
     frame: pl.DataFrame,
-    physical: list[str],
+    raw: pl.Series,
     header: list[str],
     m: CsvMapping,
     channel: str,
@@ -121,7 +143,7 @@ def _convert(
         opt(m.bank_reference).alias("bank_reference"),
         opt(m.end_to_end_id).alias("end_to_end_id"),
         opt(m.counterparty).alias("counterparty"),
-        pl.Series("raw", physical[1:], dtype=pl.Utf8),
+        pl.lit(raw).alias("raw"),
     )
     exponents = rows.get_column("currency").unique().to_list()
     if any(c not in EXPONENTS for c in exponents) or len({EXPONENTS[c] for c in exponents}) != 1:
