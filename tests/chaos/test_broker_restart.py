@@ -73,3 +73,50 @@ async def test_consumer_and_publisher_work_again_after_a_broker_restart() -> Non
     finally:
         await broker.close()
         await asyncio.to_thread(rabbit.stop)
+
+
+@pytest.mark.timeout(150)
+async def test_no_publish_hangs_when_the_broker_restarts_under_a_steady_stream() -> None:
+    """The outbox relay publishes inside a database transaction; a publish whose confirm
+    never comes would stop every later event of the service."""
+    base = Path(tempfile.mkdtemp(prefix="broker-restart-"))
+    base.chmod(0o755)
+    rabbit = await asyncio.to_thread(OwnRabbit(base).start)
+    broker = Broker(rabbit.url, "stream")
+    outcomes: list[tuple[float, str]] = []  # (seconds the call took, outcome)
+    stop = asyncio.Event()
+
+    async def stream() -> None:
+        n = 0
+        while not stop.is_set():
+            began = asyncio.get_running_loop().time()
+            try:
+                await broker.publish(_envelope(n))
+                outcome = "ok"
+            except Exception as exc:  # a refused or failed publish is fine; a hang is not
+                outcome = type(exc).__name__
+                await asyncio.sleep(0.05)
+            outcomes.append((asyncio.get_running_loop().time() - began, outcome))
+            n += 1
+
+    try:
+        await broker.connect()
+        task = asyncio.create_task(stream())
+        await wait_until(lambda: _async(len(outcomes) > 20), timeout_s=15, message="stream")
+        await asyncio.to_thread(rabbit.restart)
+        before = len(outcomes)
+
+        async def flowing_again() -> bool:
+            return any(o == "ok" for _, o in outcomes[before:])
+
+        await wait_until(flowing_again, timeout_s=45, interval_s=0.5, message="publishes ok again")
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    finally:
+        stop.set()
+        await broker.close()
+        await asyncio.to_thread(rabbit.stop)
+
+
+async def _async(value: bool) -> bool:
+    return value
