@@ -209,6 +209,9 @@ async def run(args: argparse.Namespace) -> int:
         **os.environ,
         "DATABASE_URL": database_url,
         "DB_NAME_PREFIX": prefix,
+        # The ledger publishes its alerts; a throw-away prefix whose queues expire.
+        "AMQP_PREFIX": f"bench.{tag}",
+        "AMQP_QUEUE_EXPIRES_MS": "60000",
         "LEDGER_DB_APP_ROLE": role,
         "LEDGER_PORT": str(port),
         "SERVICE_TOKEN": TOKEN,

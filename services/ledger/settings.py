@@ -28,6 +28,9 @@ class Settings(CommonSettings):
     expiry_sweep_interval_ms: int
     expiry_sweep_batch_max: int
     history_page_max: int
+    verify_interval_s: int  # the scheduled tamper check's period
+    verify_full_every: int  # every Nth scheduled check re-hashes the whole chain
+    relay_batch_max: int  # outbox events published per relay batch
 
     @property
     def owner_dsn(self) -> str:
@@ -76,4 +79,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             "LEDGER_EXPIRY_SWEEP_BATCH_MAX", 1_000, min_value=1, max_value=8_190
         ),
         history_page_max=env.integer("LEDGER_HISTORY_PAGE_MAX", 1_000, min_value=1),
+        verify_interval_s=env.integer(
+            "LEDGER_VERIFY_INTERVAL_S", 300, min_value=1, max_value=86_400
+        ),
+        verify_full_every=env.integer(
+            "LEDGER_VERIFY_FULL_EVERY", 12, min_value=1, max_value=10_000
+        ),
+        relay_batch_max=env.integer("LEDGER_RELAY_BATCH_MAX", 100, min_value=1, max_value=1_000),
     )

@@ -29,6 +29,9 @@ def ledger_env(run_id: str, prefix: str | None = None, **extra: str) -> dict[str
         "LOG_LEVEL": "warning",
         "LEDGER_EXPIRY_SWEEP_INTERVAL_MS": "50",
         "DB_POOL_MAX": "4",
+        "AMQP_URL": infra.amqp_url(),
+        "AMQP_PREFIX": f"test.{run_id}.ledger",
+        "AMQP_QUEUE_EXPIRES_MS": "120000",
         **extra,
     }
 

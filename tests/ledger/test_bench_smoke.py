@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.infra import ROOT, database_url
+from tests.support.infra import ROOT, amqp_url, database_url
 
 
 def test_quick_benchmark_runs_and_its_invariants_hold() -> None:
     result = subprocess.run(
         [sys.executable, "bench/ledger.py", "--quick"],
         cwd=ROOT,
-        env={"DATABASE_URL": database_url(), "PATH": "/usr/bin:/bin"},
+        env={"DATABASE_URL": database_url(), "AMQP_URL": amqp_url(), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=240,

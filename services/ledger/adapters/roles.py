@@ -1,5 +1,6 @@
 """The service's own database role: it may read everything and append to the ledger, but it
-has no UPDATE, DELETE or TRUNCATE on transfers (the tables belong to the migration role)."""
+has no UPDATE, DELETE or TRUNCATE on transfers (the tables belong to the migration role). On
+the outbox it may append and mark rows published (two columns), never delete them."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ async def ensure_app_role(owner_dsn: str, role: str, password: str | None = None
                 # a trigger and DELETE/TRUNCATE are neither granted nor allowed by triggers.
                 ("GRANT SELECT, INSERT, UPDATE ON accounts TO %I", role),
                 ("GRANT SELECT ON schema_migrations TO %I", role),
+                # The outbox (alerts): append events, and let the relay claim (FOR UPDATE
+                # needs an UPDATE privilege) and mark them published; nothing else changes.
+                ("GRANT SELECT, INSERT ON outbox TO %I", role),
+                ("GRANT UPDATE (published_at, attempts) ON outbox TO %I", role),
+                ("GRANT USAGE ON SEQUENCE outbox_id_seq TO %I", role),
             ]
             for template, *args in statements:
                 await conn.execute(await _sql(conn, template, *args))

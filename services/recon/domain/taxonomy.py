@@ -176,6 +176,10 @@ PAYOUT_ALERTS: dict[str, PayoutAlertSpec] = {
         ),
         # Risk controls: one merchant had a burst of reviews within the policy's window.
         PayoutAlertSpec("risk_review_burst", Severity.MEDIUM, AlertSubject.MERCHANT),
+        # The ledger's scheduled tamper check (``ledger.alert``, same shape): a transfer no
+        # longer verifies. The ledger names the alert after the broken link (``lga_<seq>``),
+        # so every repeat counts on one open alert.
+        PayoutAlertSpec("ledger_chain_broken", Severity.CRITICAL, AlertSubject.EVENT),
     )
 }
 

@@ -1,9 +1,10 @@
 """AMQP consumers of the recon service: the alert hub.
 
 Operators read one alert list (``GET /v1/recon/alerts``, the console's alerts page). Recon's
-own alerts are written by its use cases; the payout service's arrive as ``payout.alert`` and
-are stored here in the same table with the same dedupe (one open alert per cause, repeats
-counted), the inbox row in the same transaction, so a redelivered event has no second effect.
+own alerts are written by its use cases; the payout service's arrive as ``payout.alert`` (and
+the ledger tamper check's as ``ledger.alert``, same shape) and are stored here in the same
+table with the same dedupe (one open alert per cause, repeats counted), the inbox row in the
+same transaction, so a redelivered event has no second effect.
 
 They are not published again as ``recon.alert``: ``payout.alert`` is already on the broker,
 and a subscriber of both would be told twice.
@@ -32,6 +33,8 @@ log = get_logger(__name__)
 
 PAYOUT_ALERTS_CONSUMER = "recon.payout_alerts"
 PAYOUT_ALERT_EVENT = "payout.alert"
+# The ledger's alerts have the same shape and land in the same list, on the same queue.
+LEDGER_ALERT_EVENT = "ledger.alert"
 PREFETCH = 16
 MESSAGE_CHARS_MAX = 2_000
 DETAIL_KEYS_MAX = 16
@@ -156,11 +159,14 @@ def payout_alerts_context(
         pool = app[pool_key]
 
         async def handle(envelope: Envelope) -> None:
-            if envelope.event_type == PAYOUT_ALERT_EVENT:
+            if envelope.event_type in (PAYOUT_ALERT_EVENT, LEDGER_ALERT_EVENT):
                 await store_payout_alert(pool, envelope)
 
         await app[broker_key].consume(
-            PAYOUT_ALERTS_CONSUMER, [PAYOUT_ALERT_EVENT], handle, prefetch=PREFETCH
+            PAYOUT_ALERTS_CONSUMER,
+            [PAYOUT_ALERT_EVENT, LEDGER_ALERT_EVENT],
+            handle,
+            prefetch=PREFETCH,
         )
         yield
 
