@@ -3,6 +3,11 @@
 Bank API (``X-Bank-Key``):
 - ``POST /banks/{bank}/transfers`` — idempotent by ``reference`` (a repeat with the same body
   returns the stored transfer; the same reference with another body is ``409 reference_reused``).
+  The bank records a transfer when it RECEIVES it (after authentication, validation and the
+  refusals before acceptance), as ``status: processing``, before its processing time; it then
+  executes it once and moves it to ``paid``/``accepted``/``rejected``. A repeat or an inquiry
+  during processing answers ``200`` with ``status: processing`` (the outcome is not known yet:
+  a caller must keep asking, never treat it as a failure); a repeat never executes it twice.
   Answers ``TransferResult``: ``200`` for ``paid``/``accepted`` and for ``rejected`` with
   ``rejected``, ``insufficient_liquidity``, ``daily_limit_exceeded`` or ``cutoff_passed``;
   ``422`` for beneficiary errors (``invalid_account``, ``account_closed``, ``name_mismatch``);
@@ -10,7 +15,11 @@ Bank API (``X-Bank-Key``):
   acceptance (``bank_internal_error``) is ambiguous by design, and a lost response (the
   connection dropped, or the reply delayed past any sane timeout) comes after execution.
 - ``GET /banks/{bank}/transfers/{reference}`` — ``404 transfer_not_found`` means the bank never
-  accepted (or recorded) that reference; ``503 bank_unavailable`` during an outage.
+  received that reference (or refused it before acceptance, which never executes): a received
+  transfer is ``processing`` until it has an outcome. ``503 bank_unavailable`` during an outage.
+- Restart: transfers still ``processing`` when the simulator stopped are finished after the
+  restart with the outcome drawn at receipt (stored with the row), once their processing time
+  has passed: deterministic whatever the seed or the chaos mode afterwards.
 - Callbacks: for an asynchronous completion (``accepted`` now, ``paid``/``rejected`` later)
   the bank POSTs the inquiry body to ``callback_url`` signed
   ``Bank-Signature: t=<unix>,v1=<hex HMAC-SHA256(BANK_CALLBACK_SECRET, "t.body")>``.
@@ -22,7 +31,8 @@ an ``account_number`` starting with ``INVALID`` → ``invalid_account``, startin
 Admin (``X-Service-Token``): ``GET /admin/banks``, ``PUT /admin/banks/{bank}/behaviour``
 (each PUT replaces the bank's mode and overrides as a whole; ``{"mode": "normal"}`` resets it;
 the behaviour is stored, so it survives a restart),
-``GET /admin/banks/{bank}/executed`` (the truth journal), ``POST /admin/statements``.
+``GET /admin/banks/{bank}/executed`` (the truth journal: transfers with an outcome; those still
+processing only with ``?status=processing``), ``POST /admin/statements``.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ import msgspec
 from contracts.openapi import Operation, Param, build
 from contracts.wire import AmountMinor, Currency, Identifier, Model, Response
 
-TransferStatus = Literal["paid", "accepted", "rejected"]
+TransferStatus = Literal["processing", "paid", "accepted", "rejected"]
+JOURNAL_STATUSES = ("processing", "paid", "accepted", "rejected")
 BEHAVIOUR_MODES = ("normal", "outage", "slow", "flaky", "lost_responses", "maintenance")
 BehaviourMode = Literal["normal", "outage", "slow", "flaky", "lost_responses", "maintenance"]
 DISCREPANCY_KINDS = (
@@ -217,7 +228,8 @@ class StatementResult(Response):
 
 ERRORS = {
     "bank_not_found": "no bank with that name in the configuration (404)",
-    "transfer_not_found": "the bank never accepted that reference (404)",
+    "transfer_not_found": "the bank never received that reference, or refused it before"
+    " acceptance: it will never execute (404)",
     "reference_reused": "the reference was already used with a different body (409)",
     "currency_not_supported": "the bank holds no account in that currency (422)",
     "bank_unavailable": "the bank is in an outage (503, inquiry)",
@@ -281,15 +293,13 @@ def operations() -> list[Operation]:
             "GET",
             "/admin/banks/{bank}/executed",
             "getJournal",
-            "The truth journal: what the bank recorded, oldest first",
+            "The truth journal: what the bank recorded, oldest first (processing: on request)",
             responses={200: Journal},
             params=(
                 _BANK,
                 Param("after", "query", {"type": "integer", "minimum": 0}),
                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 5000}),
-                Param(
-                    "status", "query", {"type": "string", "enum": ["paid", "accepted", "rejected"]}
-                ),
+                Param("status", "query", {"type": "string", "enum": list(JOURNAL_STATUSES)}),
             ),
             security="serviceToken",
             error_codes=(400, 401, 404),

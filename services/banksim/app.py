@@ -78,6 +78,8 @@ def create_app(settings: Settings, banks: dict[str, BankConfig] | None = None) -
                 repo, banks, drop_dir=settings.recon_drop_dir, seed=settings.seed
             )
             yield
+            # Before the pool closes: rows still processing are finished after the restart.
+            await simulator.stop_processing()
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
         async for session in client_session_context(
@@ -98,6 +100,7 @@ def create_app(settings: Settings, banks: dict[str, BankConfig] | None = None) -
 async def _worker_tick(app: web.Application) -> None:
     settings = app[settings_key]
     simulator = app[simulator_key]
+    await simulator.finish_stuck(settings.completion_batch_max)
     await simulator.complete_due(settings.completion_batch_max)
     await callbacks.deliver_due(
         simulator.repo,

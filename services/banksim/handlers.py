@@ -33,6 +33,9 @@ from services.kit.logging import get_logger
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
+# How long past its processing time a transfer must still be ``processing`` before the worker
+# finishes it (normally its own in-process execution does, on time).
+STUCK_MARGIN = timedelta(seconds=1)
 
 
 def utc_now() -> datetime:
@@ -63,6 +66,7 @@ def result_of(row: TransferRow) -> TransferResult:
 
 
 def http_status_of(status: str, failure_code: str | None) -> int:
+    """``processing`` answers 200 like ``accepted``: received, outcome not known yet."""
     if status != "rejected":
         return 200
     if failure_code in rules.BENEFICIARY_ERRORS:
@@ -100,6 +104,7 @@ class Simulator:
         self.clock = clock
         self._modes: dict[str, tuple[str, dict[str, Any]]] = {}
         self._inquiry_rng = random.Random(seed)
+        self._processing: set[asyncio.Task[TransferRow]] = set()
 
     async def load(self) -> None:
         stored = await self.repo.behaviours()
@@ -144,12 +149,14 @@ class Simulator:
             now=now,
             rng=rules.rng_for(self.seed, bank_name, req.reference),
         )
-        if decision.latency_ms:
-            await asyncio.sleep(decision.latency_ms / 1000)
         if not decision.recorded:
+            # Refused before acceptance: nothing is recorded and nothing will ever execute, so
+            # an inquiry's 404 stays true. The refusal still takes the bank's time to arrive.
+            if decision.latency_ms:
+                await asyncio.sleep(decision.latency_ms / 1000)
             return self._refused(bank_name, req, decision.failure_code or "rejected")
 
-        executed_at = self.clock() if decision.status == "paid" else None
+        execute_at = now + timedelta(milliseconds=decision.latency_ms)
         new = NewTransfer(
             bank=bank_name,
             reference=req.reference,
@@ -160,14 +167,13 @@ class Simulator:
             beneficiary_account=req.beneficiary.account_number,
             beneficiary_bank_code=req.beneficiary.bank_code,
             request_hash=digest,
-            status=decision.status,
-            failure_code=decision.failure_code,
-            fee_minor=decision.fee_minor,
             received_at=now,
-            executed_at=executed_at,
-            value_date=rules.value_date_for(bank, executed_at) if executed_at else None,
+            execute_at=execute_at,
+            plan_status=decision.status,
+            plan_failure_code=decision.failure_code,
+            plan_fee_minor=decision.fee_minor,
             complete_at=(
-                now + timedelta(milliseconds=decision.complete_after_ms)
+                execute_at + timedelta(milliseconds=decision.complete_after_ms)
                 if decision.complete_after_ms is not None
                 else None
             ),
@@ -176,19 +182,30 @@ class Simulator:
             callback_url=req.callback_url,
         )
         try:
-            # Shielded: once the bank has started executing, a caller hanging up must not
-            # interrupt the commit (that is exactly the lost-response case).
-            row = await asyncio.shield(
-                self.repo.record(
+            # Recorded at RECEIPT, before the processing time: from this commit on, an inquiry
+            # answers `processing` (never 404) and a repeat never executes it again. Shielded:
+            # a caller hanging up must not interrupt the commit.
+            received = await asyncio.shield(
+                self.repo.receive(
                     new, business_date=now.date(), daily_limit_minor=bank.daily_limit_minor
                 )
             )
         except DailyLimitExceeded:
             return self._refused(bank_name, req, "daily_limit_exceeded")
-        if row is None:  # a concurrent repeat recorded it first
+        if received is None:  # a concurrent repeat recorded it first
             winner = await self.repo.get(bank_name, req.reference)
             assert winner is not None, "a conflicting insert means the row exists"
             return self._repeat(winner, digest)
+        log.info(
+            "bank_transfer_received",
+            bank=bank_name,
+            reference=received.reference,
+            plan=decision.status,
+            processing_ms=decision.latency_ms,
+        )
+        # Processing runs in its own task: the caller hanging up (the lost-response case) does
+        # not stop the bank from executing what it received.
+        row = await asyncio.shield(self._spawn_finish(received.id, execute_at))
         log.info(
             "bank_transfer_recorded",
             bank=bank_name,
@@ -204,6 +221,48 @@ class Simulator:
             reply_delay_ms=b.lost_response_delay_ms,
             ambiguous_status=decision.ambiguous_status,
         )
+
+    def _spawn_finish(self, transfer_id: int, execute_at: datetime) -> asyncio.Task[TransferRow]:
+        task = asyncio.create_task(self._finish_at(transfer_id, execute_at))
+        self._processing.add(task)
+        task.add_done_callback(self._processing.discard)
+        return task
+
+    async def _finish_at(self, transfer_id: int, execute_at: datetime) -> TransferRow:
+        wait_s = (execute_at - self.clock()).total_seconds()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        return await self.repo.finish(transfer_id, self.clock(), self._value_date_of)
+
+    def _value_date_of(self, name: str, at: datetime) -> date:
+        bank = self.banks.get(name)  # a bank dropped from the config still completes
+        return rules.value_date_for(bank, at) if bank is not None else at.date()
+
+    async def stop_processing(self) -> None:
+        """On shutdown: stop the in-process executions. Their rows stay ``processing`` and are
+        finished from their stored plan by ``finish_stuck`` after the restart."""
+        tasks = list(self._processing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def finish_stuck(self, batch_max: int) -> list[TransferRow]:
+        """Finish transfers still ``processing`` after their processing time (plus a margin,
+        so a live in-process execution normally gets there first): after a restart, or when an
+        execution task failed. The outcome is the one stored at receipt."""
+        ids = await self.repo.processing_due(self.clock() - STUCK_MARGIN, batch_max)
+        done = []
+        for transfer_id in ids:
+            row = await self.repo.finish(transfer_id, self.clock(), self._value_date_of)
+            log.info(
+                "bank_transfer_finished_late",
+                bank=row.bank,
+                reference=row.reference,
+                status=row.status,
+                failure_code=row.failure_code,
+            )
+            done.append(row)
+        return done
 
     def _repeat(self, row: TransferRow, digest: str) -> Outcome:
         if row.request_hash != digest:
@@ -258,7 +317,8 @@ class Simulator:
                 404,
                 "transfer_not_found",
                 "Transfer not found",
-                f"{bank_name} never accepted reference {reference!r}",
+                f"{bank_name} never received reference {reference!r}"
+                " (or refused it before acceptance: it will never execute)",
             )
         return result_of(row)
 
@@ -317,11 +377,7 @@ class Simulator:
     # --- background work ------------------------------------------------------------------
 
     async def complete_due(self, batch_max: int) -> list[TransferRow]:
-        def value_date_of(name: str, at: datetime) -> date:
-            bank = self.banks.get(name)  # a bank dropped from the config still completes
-            return rules.value_date_for(bank, at) if bank is not None else at.date()
-
-        done = await self.repo.complete_due(self.clock(), batch_max, value_date_of)
+        done = await self.repo.complete_due(self.clock(), batch_max, self._value_date_of)
         for row in done:
             log.info(
                 "bank_transfer_completed",

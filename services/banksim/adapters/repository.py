@@ -55,6 +55,8 @@ class TransferRow:
 
 @dataclass(frozen=True)
 class NewTransfer:
+    """A transfer as received: recorded ``processing`` with the outcome drawn for it."""
+
     bank: str
     reference: str
     bank_reference: str
@@ -64,12 +66,11 @@ class NewTransfer:
     beneficiary_account: str
     beneficiary_bank_code: str
     request_hash: str
-    status: str
-    failure_code: str | None
-    fee_minor: int
     received_at: datetime
-    executed_at: datetime | None
-    value_date: date | None
+    execute_at: datetime
+    plan_status: str  # paid | accepted | rejected
+    plan_failure_code: str | None
+    plan_fee_minor: int
     complete_at: datetime | None
     final_status: str | None
     final_failure_code: str | None
@@ -99,10 +100,11 @@ class Repository:
         )
         return None if record is None else TransferRow.of(record)
 
-    async def record(
+    async def receive(
         self, new: NewTransfer, *, business_date: date, daily_limit_minor: int
     ) -> TransferRow | None:
-        """Insert the journal row (and count it against the daily limit) in one transaction.
+        """Record a transfer at receipt, as ``processing`` with its drawn outcome (the plan), and
+        count a planned execution against the daily limit, in one transaction.
 
         Returns the new row, or None when the reference already exists (the caller reads the
         existing row). Raises ``DailyLimitExceeded`` (nothing written) when over the limit.
@@ -111,10 +113,11 @@ class Repository:
             record = await conn.fetchrow(
                 f"""INSERT INTO bank_transfer (bank, reference, bank_reference, amount_minor,
                         currency, beneficiary_name, beneficiary_account, beneficiary_bank_code,
-                        request_hash, status, failure_code, fee_minor, received_at, executed_at,
-                        value_date, complete_at, final_status, final_failure_code, callback_url)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19)
+                        request_hash, status, fee_minor, received_at, complete_at,
+                        final_status, final_failure_code, callback_url, plan_status,
+                        plan_failure_code, plan_fee_minor, execute_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'processing', 0, $10, $11, $12,
+                            $13, $14, $15, $16, $17, $18)
                     ON CONFLICT (bank, reference) DO NOTHING
                     RETURNING {_COLUMNS}""",
                 new.bank,
@@ -126,20 +129,19 @@ class Repository:
                 new.beneficiary_account,
                 new.beneficiary_bank_code,
                 new.request_hash,
-                new.status,
-                new.failure_code,
-                new.fee_minor,
                 new.received_at,
-                new.executed_at,
-                new.value_date,
                 new.complete_at,
                 new.final_status,
                 new.final_failure_code,
                 new.callback_url,
+                new.plan_status,
+                new.plan_failure_code,
+                new.plan_fee_minor,
+                new.execute_at,
             )
             if record is None:
                 return None
-            if new.status in ("paid", "accepted"):
+            if new.plan_status in ("paid", "accepted"):
                 used = await conn.fetchval(
                     """INSERT INTO bank_daily_usage AS u (bank, currency, business_date, used_minor)
                        SELECT $1::text, $2::text, $3::date, $4::bigint
@@ -158,12 +160,57 @@ class Repository:
                     raise DailyLimitExceeded
             return TransferRow.of(record)
 
+    async def finish(self, transfer_id: int, now: datetime, value_date_of: Any) -> TransferRow:
+        """End processing: move the row to its planned outcome, once. A row some other path
+        already finished is returned as it is (the conditional UPDATE is the guard).
+
+        ``value_date_of(bank, now)`` gives the value date of a payment executed now.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT bank, plan_status FROM bank_transfer
+                   WHERE id = $1 AND status = 'processing' FOR UPDATE""",
+                transfer_id,
+            )
+            if row is not None:
+                paid = row["plan_status"] == "paid"
+                record = await conn.fetchrow(
+                    f"""UPDATE bank_transfer SET status = plan_status,
+                            failure_code = plan_failure_code,
+                            fee_minor = CASE WHEN plan_status = 'rejected' THEN 0
+                                             ELSE plan_fee_minor END,
+                            executed_at = $2, value_date = $3
+                        WHERE id = $1 RETURNING {_COLUMNS}""",
+                    transfer_id,
+                    now if paid else None,
+                    value_date_of(row["bank"], now) if paid else None,
+                )
+                return TransferRow.of(record)
+            record = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM bank_transfer WHERE id = $1", transfer_id
+            )
+            assert record is not None, transfer_id
+            return TransferRow.of(record)
+
+    async def processing_due(self, now: datetime, limit: int) -> list[int]:
+        """Ids of transfers whose processing time has passed but which are still processing
+        (their in-process execution was lost, e.g. to a restart)."""
+        records = await self.pool.fetch(
+            """SELECT id FROM bank_transfer WHERE status = 'processing' AND execute_at <= $1
+               ORDER BY execute_at LIMIT $2""",
+            now,
+            limit,
+        )
+        return [r["id"] for r in records]
+
     async def journal(
         self, bank: str, *, after: int, limit: int, status: str | None
     ) -> list[TransferRow]:
+        """Recorded transfers oldest first; those still processing only when asked for."""
         records = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM bank_transfer
-                WHERE bank = $1 AND id > $2 AND ($3::text IS NULL OR status = $3)
+                WHERE bank = $1 AND id > $2
+                  AND (($3::text IS NULL AND status <> 'processing') OR status = $3)
                 ORDER BY id LIMIT $4""",
             bank,
             after,

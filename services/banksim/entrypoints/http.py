@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from contracts.banksim import BankList, BehaviourRequest, StatementRequest, TransferRequest
+from contracts.banksim import (
+    JOURNAL_STATUSES,
+    BankList,
+    BehaviourRequest,
+    StatementRequest,
+    TransferRequest,
+)
 from services.banksim.keys import simulator_key, statements_key
 from services.kit.auth import constant_time_equal, service_token_middleware
 from services.kit.errors import ProblemError, json_response, read_json
@@ -120,9 +126,12 @@ async def get_journal(request: web.Request) -> web.Response:
     after = _int_query(request, "after", 0, 0, 2**62)
     limit = _int_query(request, "limit", 1000, 1, JOURNAL_PAGE_MAX)
     status = request.query.get("status")
-    if status is not None and status not in ("paid", "accepted", "rejected"):
+    if status is not None and status not in JOURNAL_STATUSES:
         raise ProblemError(
-            400, "invalid_query", "Invalid query parameter", "status must be paid|accepted|rejected"
+            400,
+            "invalid_query",
+            "Invalid query parameter",
+            f"status must be {'|'.join(JOURNAL_STATUSES)}",
         )
     return json_response(await sim.journal(bank, after=after, limit=limit, status=status))
 
