@@ -228,3 +228,20 @@ async def test_verify_reports_an_intact_chain_and_matching_counters(client: Clie
     report = await (await client.get("/v1/verify")).json()
     assert report["ok"] is True, report
     assert report["counters_ok"] and report["conservation_ok"]
+
+
+async def test_a_large_batch_commits_in_order_and_verifies_replays_and_folds_exactly(
+    client: Client, tag: str
+) -> None:
+    await account(client, f"{tag}-src")
+    await account(client, f"{tag}-dst", no_overdraft=True)
+    size = 1_200
+    items = [single(f"{tag}-{i}", f"{tag}-src", f"{tag}-dst", i + 1) for i in range(size)]
+    results = await transfers(client, *items)
+    assert [r["status"] for r in results] == ["created"] * size
+    seqs = [r["seq"] for r in results]
+    assert seqs == list(range(seqs[0], seqs[0] + size))
+    assert counters(await get_account(client, f"{tag}-dst")) == (0, 0, 0, size * (size + 1) // 2)
+    assert await transfers(client, *items) == results
+    report = await (await client.get("/v1/verify")).json()
+    assert report["ok"], report
