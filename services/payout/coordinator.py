@@ -1,10 +1,12 @@
 """The TCC coordinator: drives each payout's global transaction to its end, after any crash.
 
-Every step reads the ``global_tx`` row, talks to one participant, and writes its result in a
-transaction that first re-checks the fencing ``epoch`` under a row lock. A worker that lost its
-lease (another instance reclaimed the row, an operator or an event decided) finds a newer epoch
-and stops without writing. The decision (confirm or cancel) is written before any phase-2 call
-and a database trigger refuses to change it afterwards.
+Every step reads the ``global_tx`` row, talks to its participants, and writes their results in
+one transaction whose first statement re-checks the fencing ``epoch`` while taking the row lock
+(``UPDATE … WHERE gid = $1 AND epoch = $2``). A worker that lost its lease (another instance
+reclaimed the row, an operator or an event decided) finds a newer epoch and stops without
+writing. Participant calls are idempotent by (gid, branch), so a crash between a call and the
+write of its result only repeats the call. The decision (confirm or cancel) is written before
+any phase-2 call and a database trigger refuses to change it afterwards.
 """
 
 from __future__ import annotations
@@ -95,17 +97,18 @@ class Coordinator:
         self, gid: str, epoch: int, *, extra_lease_s: float = 0
     ) -> AsyncIterator[asyncpg.Connection]:
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await conn.fetchval(
-                "SELECT epoch FROM global_tx WHERE gid = $1 FOR UPDATE", gid
-            )
-            if current != epoch:
-                raise Fenced(gid)
-            await conn.execute(
-                "UPDATE global_tx SET lease_until = now() + make_interval(secs => $2),"
-                " updated_at = now() WHERE gid = $1",
+            # One round trip: the UPDATE takes the row lock and, under READ COMMITTED, re-checks
+            # the epoch against the latest committed row once it has it. No row: fenced out.
+            # The lock is held until commit, so every write in the block runs under this epoch.
+            owned = await conn.fetchval(
+                "UPDATE global_tx SET lease_until = now() + make_interval(secs => $3),"
+                " updated_at = now() WHERE gid = $1 AND epoch = $2 RETURNING true",
                 gid,
+                epoch,
                 float(self.settings.tx_lease_s + extra_lease_s),
             )
+            if not owned:
+                raise Fenced(gid)
             yield conn
 
     async def _release(
@@ -180,6 +183,12 @@ class Coordinator:
                     await self._release(gid, epoch, at=_now())
                     self.wake.set()
                     return
+                if state == tcc.TRYING and stop_before_submit:
+                    # The tries' results and the hand-over to the worker in one transaction.
+                    if await self._step_try(tx, epoch, release_when_tried=True):
+                        continue  # decided (cancel): carry on with phase 2 here
+                    self.wake.set()
+                    return
                 more = await self._step(tx, epoch)
                 if not more:
                     return
@@ -193,13 +202,14 @@ class Coordinator:
         if state == tcc.TRYING:
             return await self._step_try(tx, epoch)
         if state == tcc.TRIED:
-            async with self._fenced(tx["gid"], epoch) as conn:
-                # Durable BEFORE the router is called: from here a bank may execute the payout,
-                # so only a known outcome (or an operator) can cancel it.
+            # Durable BEFORE the router is called: from here a bank may execute the payout,
+            # so only a known outcome (or an operator) can cancel it. The same transaction
+            # extends the lease for the submission, then the submission follows at once.
+            async with self._fenced(tx["gid"], epoch, extra_lease_s=self._submit_lease_s()) as conn:
                 await conn.execute(
                     "UPDATE global_tx SET state = 'submitting' WHERE gid = $1", tx["gid"]
                 )
-            return True
+            return await self._step_submit(tx, epoch, lease_extended=True)
         if state == tcc.SUBMITTING:
             return await self._step_submit(tx, epoch)
         if state == tcc.AWAITING:
@@ -248,7 +258,11 @@ class Coordinator:
     def _client(self, participant: str) -> LedgerClient | RouterClient:
         return self.ledger if participant == "ledger" else self.router
 
-    async def _step_try(self, tx: asyncpg.Record, epoch: int) -> bool:
+    async def _step_try(
+        self, tx: asyncpg.Record, epoch: int, *, release_when_tried: bool = False
+    ) -> bool:
+        """True to continue at once. With ``release_when_tried``, a fully tried transaction is
+        also handed back to the recovery loop (due now) and False is returned."""
         gid = tx["gid"]
         if _now() - tx["created_at"] > timedelta(seconds=self.settings.try_timeout_s):
             async with self._fenced(gid, epoch) as conn:
@@ -261,7 +275,9 @@ class Coordinator:
                     failure_message="the funds hold or channel reservation did not finish in time",
                 )
             return True
-        for branch in await self._branches(gid):
+        branches = await self._branches(gid)
+        tried: list[tuple[asyncpg.Record, Reply]] = []  # answered ok, not yet written
+        for branch in branches:
             if branch["status"] != "pending":
                 continue
             participant = branch["participant"]
@@ -270,24 +286,14 @@ class Coordinator:
                     "try", gid, branch["branch_id"], self._try_body(tx, participant)
                 )
             except Transient as exc:
+                if tried:
+                    async with self._fenced(gid, epoch) as conn:
+                        await self._write_tried(conn, gid, tried)
                 await self._backoff(gid, epoch, tx["attempts"], str(exc))
                 return False
-            async with self._fenced(gid, epoch) as conn:
-                if reply.ok:
-                    await conn.execute(
-                        "UPDATE branches SET status = 'tried', detail = $3, updated_at = now()"
-                        " WHERE gid = $1 AND branch_id = $2",
-                        gid,
-                        branch["branch_id"],
-                        _detail(reply),
-                    )
-                    if participant == "router" and reply.body.get("channel_id"):
-                        await conn.execute(
-                            "UPDATE global_tx SET channel_id = $2 WHERE gid = $1",
-                            gid,
-                            str(reply.body["channel_id"]),
-                        )
-                else:
+            if not reply.ok:
+                async with self._fenced(gid, epoch) as conn:
+                    await self._write_tried(conn, gid, tried)
                     await conn.execute(
                         "UPDATE branches SET status = 'rejected', detail = $3, updated_at = now()"
                         " WHERE gid = $1 AND branch_id = $2",
@@ -303,14 +309,42 @@ class Coordinator:
                         failure_code=reply.code or f"{participant}_rejected",
                         failure_message=reply.message,
                     )
-                    return True
+                return True
+            tried.append((branch, reply))
+        # Every branch is tried: the ones read as tried plus the ones answered now.
+        tried_ids = {b["branch_id"] for b, _ in tried}
+        assert all(b["status"] == "tried" or b["branch_id"] in tried_ids for b in branches), gid
         async with self._fenced(gid, epoch) as conn:
-            pending = await conn.fetchval(
-                "SELECT count(*) FROM branches WHERE gid = $1 AND status <> 'tried'", gid
-            )
-            assert pending == 0, gid
+            await self._write_tried(conn, gid, tried)
+            if release_when_tried:
+                await conn.execute(
+                    """UPDATE global_tx SET state = 'tried', lease_owner = NULL,
+                           lease_until = NULL, next_attempt_at = now(), attempts = 0
+                       WHERE gid = $1""",
+                    gid,
+                )
+                return False
             await conn.execute("UPDATE global_tx SET state = 'tried' WHERE gid = $1", gid)
         return True
+
+    async def _write_tried(
+        self, conn: asyncpg.Connection, gid: str, tried: list[tuple[asyncpg.Record, Reply]]
+    ) -> None:
+        """Record the tries answered ok (in the caller's fenced transaction)."""
+        if not tried:
+            return
+        await conn.executemany(
+            "UPDATE branches SET status = 'tried', detail = $3, updated_at = now()"
+            " WHERE gid = $1 AND branch_id = $2 AND status = 'pending'",
+            [(gid, branch["branch_id"], _detail(reply)) for branch, reply in tried],
+        )
+        for branch, reply in tried:
+            if branch["participant"] == "router" and reply.body.get("channel_id"):
+                await conn.execute(
+                    "UPDATE global_tx SET channel_id = $2 WHERE gid = $1",
+                    gid,
+                    str(reply.body["channel_id"]),
+                )
 
     def _submission_body(self, tx: asyncpg.Record) -> dict[str, Any]:
         return {
@@ -327,13 +361,17 @@ class Coordinator:
             "reference": tx["reference"],
         }
 
-    async def _step_submit(self, tx: asyncpg.Record, epoch: int) -> bool:
+    def _submit_lease_s(self) -> float:
+        return self.settings.submission_timeout_ms / 1000
+
+    async def _step_submit(
+        self, tx: asyncpg.Record, epoch: int, *, lease_extended: bool = False
+    ) -> bool:
         gid = tx["gid"]
-        # Keep the lease for as long as the router may take (banks, fallbacks).
-        async with self._fenced(
-            gid, epoch, extra_lease_s=self.settings.submission_timeout_ms / 1000
-        ):
-            pass
+        if not lease_extended:
+            # Keep the lease for as long as the router may take (banks, fallbacks).
+            async with self._fenced(gid, epoch, extra_lease_s=self._submit_lease_s()):
+                pass
         try:
             reply = await self.router.submit(self._submission_body(tx))
         except Transient as exc:
@@ -421,6 +459,7 @@ class Coordinator:
     async def _step_phase2(self, tx: asyncpg.Record, epoch: int, action: str) -> bool:
         gid = tx["gid"]
         done_status = "confirmed" if action == "confirm" else "cancelled"
+        done: list[str] = []  # branch ids answered done, not yet written
         for branch in await self._branches(gid):
             if branch["status"] == done_status:
                 continue
@@ -431,6 +470,7 @@ class Coordinator:
                     action, gid, branch["branch_id"], {}
                 )
             except Transient as exc:
+                await self._write_done(gid, epoch, done, done_status)
                 await self._backoff(gid, epoch, tx["attempts"], str(exc))
                 return False
             if not _phase2_done(action, reply):
@@ -443,6 +483,7 @@ class Coordinator:
                     status=reply.status,
                     code=reply.code,
                 )
+                await self._write_done(gid, epoch, done, done_status)
                 async with self._fenced(gid, epoch) as conn:
                     # One alert per transaction: an operator must look (e.g. an expired hold).
                     if not await conn.fetchval(
@@ -460,21 +501,16 @@ class Coordinator:
                         )
                 await self._backoff(gid, epoch, tx["attempts"], f"{action} refused: {reply.code}")
                 return False
-            async with self._fenced(gid, epoch) as conn:
-                await conn.execute(
-                    "UPDATE branches SET status = $3, updated_at = now()"
-                    " WHERE gid = $1 AND branch_id = $2",
-                    gid,
-                    branch["branch_id"],
-                    done_status,
-                )
+            done.append(branch["branch_id"])
         if action == "confirm" and tx["return_requested"]:
             reply_or_error = await self._post_return(tx)
             if reply_or_error is not None:
+                await self._write_done(gid, epoch, done, done_status)
                 await self._backoff(gid, epoch, tx["attempts"], reply_or_error)
                 return False
         async with self._fenced(gid, epoch) as conn:
             now = _now()
+            await self._mark_done(conn, gid, done, done_status)
             await conn.execute(
                 "UPDATE global_tx SET state = $2, lease_owner = NULL, lease_until = NULL"
                 " WHERE gid = $1",
@@ -483,6 +519,25 @@ class Coordinator:
             )
             await self._finish_payout(conn, tx, action, now)
         return False
+
+    async def _write_done(self, gid: str, epoch: int, done: list[str], done_status: str) -> None:
+        """Record the branches already through phase 2 before giving the row back."""
+        if done:
+            async with self._fenced(gid, epoch) as conn:
+                await self._mark_done(conn, gid, done, done_status)
+
+    @staticmethod
+    async def _mark_done(
+        conn: asyncpg.Connection, gid: str, done: list[str], done_status: str
+    ) -> None:
+        if done:
+            await conn.execute(
+                "UPDATE branches SET status = $3, updated_at = now()"
+                " WHERE gid = $1 AND branch_id = ANY($2::text[])",
+                gid,
+                done,
+                done_status,
+            )
 
     async def _finish_payout(
         self, conn: asyncpg.Connection, tx: asyncpg.Record, action: str, now: datetime

@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -29,6 +30,16 @@ log = get_logger(__name__)
 
 CONSUMER = "payout.webhooks"
 USER_AGENT = "payments-suite-webhooks/1"
+DELIVERED_BATCH_MAX = 500  # successful deliveries recorded per statement
+
+
+@dataclass(frozen=True)
+class Delivered:
+    delivery_id: str
+    attempt_no: int
+    at: datetime
+    status_code: int
+    duration_ms: int
 
 
 def webhook_body(envelope: Envelope) -> bytes:
@@ -99,6 +110,9 @@ class Sender:
         self.settings = settings
         self.rng = rng or random.Random()
         self.timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_ms / 1000)
+        # Successful deliveries waiting to be recorded, and the one task recording them.
+        self._delivered: list[tuple[Delivered, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     async def claim(self) -> list[asyncpg.Record]:
         # The claim pushes next_attempt_at past the request timeout: a crashed sender's rows
@@ -154,6 +168,13 @@ class Sender:
             error = f"HTTP {status_code}"
         now = datetime.now(UTC)
         attempt_no = row["attempts"] + 1
+        if ok:
+            assert status_code is not None
+            await self._record_delivered(
+                Delivered(row["id"], attempt_no, now, status_code, duration_ms)
+            )
+            log.info("webhook_delivered", delivery_id=row["id"], attempts=attempt_no)
+            return True
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO webhook_attempts(delivery_id, attempt_no, attempted_at, status_code,
@@ -165,18 +186,6 @@ class Sender:
                 error,
                 duration_ms,
             )
-            if ok:
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET status = 'delivered', attempts = $2,
-                           delivered_at = $3, last_status_code = $4, last_error = NULL,
-                           next_attempt_at = NULL WHERE id = $1""",
-                    row["id"],
-                    attempt_no,
-                    now,
-                    status_code,
-                )
-                log.info("webhook_delivered", delivery_id=row["id"], attempts=attempt_no)
-                return True
             next_at = policy.next_attempt(
                 attempt_no,
                 now,
@@ -212,6 +221,55 @@ class Sender:
                 dead=next_at is None,
             )
         return False
+
+    async def _record_delivered(self, delivered: Delivered) -> None:
+        """Returns once the attempt and the delivered status are committed. Deliveries that
+        succeed while a write is in flight share the next one (group commit, no added wait):
+        one statement and one commit per batch instead of a transaction per webhook."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delivered.append((delivered, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_pending())
+        # Shielded: a cancelled sender task does not cancel the write others share.
+        await asyncio.shield(done)
+
+    async def _record_pending(self) -> None:
+        while self._delivered:
+            batch = self._delivered[:DELIVERED_BATCH_MAX]
+            del self._delivered[:DELIVERED_BATCH_MAX]
+            rows = [d for d, _ in batch]
+            try:
+                # One statement is atomic: the attempts and the statuses commit together.
+                await self.pool.execute(
+                    """WITH u AS (
+                           SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[],
+                                                $4::int[], $5::int[])
+                               AS u(id, attempt_no, at, status_code, duration_ms)),
+                       a AS (
+                           INSERT INTO webhook_attempts(delivery_id, attempt_no, attempted_at,
+                               status_code, duration_ms)
+                           SELECT id, attempt_no, at, status_code, duration_ms FROM u)
+                       UPDATE webhook_deliveries d SET status = 'delivered',
+                           attempts = u.attempt_no, delivered_at = u.at,
+                           last_status_code = u.status_code, last_error = NULL,
+                           next_attempt_at = NULL
+                       FROM u WHERE d.id = u.id""",
+                    [d.delivery_id for d in rows],
+                    [d.attempt_no for d in rows],
+                    [d.at for d in rows],
+                    [d.status_code for d in rows],
+                    [d.duration_ms for d in rows],
+                )
+            except BaseException as exc:  # forwarded to every waiter, never swallowed
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def run(self, stop: asyncio.Event, *, poll_interval_s: float = 0.2) -> None:
         running: set[asyncio.Task[bool]] = set()
