@@ -133,6 +133,9 @@ class BehaviourOverrides(Model):
     lost_response_mode: Literal["drop", "delay", "mixed"] | None = None
     async_delay_min_ms: Millis | None = None
     async_delay_max_ms: Millis | None = None
+    # Extra time a received transfer stays ``processing`` before it executes (transfers only;
+    # inquiries answer at the bank's usual latency).
+    processing_delay_ms: Millis | None = None
 
 
 class BehaviourRequest(Model):
@@ -154,6 +157,7 @@ class EffectiveBehaviour(Response):
     latency_median_ms: int
     latency_p99_ms: int
     latency_max_ms: int
+    processing_delay_ms: int
 
 
 class BankSummary(Response):

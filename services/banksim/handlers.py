@@ -156,7 +156,8 @@ class Simulator:
                 await asyncio.sleep(decision.latency_ms / 1000)
             return self._refused(bank_name, req, decision.failure_code or "rejected")
 
-        execute_at = now + timedelta(milliseconds=decision.latency_ms)
+        processing_ms = decision.latency_ms + b.processing_delay_ms
+        execute_at = now + timedelta(milliseconds=processing_ms)
         new = NewTransfer(
             bank=bank_name,
             reference=req.reference,
@@ -201,7 +202,7 @@ class Simulator:
             bank=bank_name,
             reference=received.reference,
             plan=decision.status,
-            processing_ms=decision.latency_ms,
+            processing_ms=processing_ms,
         )
         # Processing runs in its own task: the caller hanging up (the lost-response case) does
         # not stop the bank from executing what it received.

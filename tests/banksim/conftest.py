@@ -67,6 +67,9 @@ TEST_BANKS: dict[str, dict[str, Any]] = {
     "camtbank": bank("camt053"),
     "discbank": bank("csv"),
     "restartbank": bank(),
+    "processor": bank(),
+    "repeatproc": bank(),
+    "restartproc": bank(),
     "clibank": bank(),
 }
 

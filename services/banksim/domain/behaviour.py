@@ -41,6 +41,9 @@ class Behaviour:
     latency_median_ms: int
     latency_p99_ms: int
     latency_max_ms: int
+    # Time a received transfer spends in ``processing`` on top of its latency (a bank that
+    # takes a request at once and executes it later); inquiries are not slowed by it.
+    processing_delay_ms: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class Behaviour:
             "latency_median_ms": self.latency_median_ms,
             "latency_p99_ms": self.latency_p99_ms,
             "latency_max_ms": self.latency_max_ms,
+            "processing_delay_ms": self.processing_delay_ms,
         }
 
 
