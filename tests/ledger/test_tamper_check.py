@@ -158,6 +158,8 @@ async def test_a_tampered_transfer_raises_one_open_critical_alert_in_recon_and_r
         rows = await _outbox_alerts(settings)
         assert len(rows) == 1
         assert json.loads(rows[0]["payload"])["data"]["code"] == "ledger_chain_broken"
+        scraped = await (await client.get("/metrics")).text()
+        assert "\nledger_verify_ok 0.0\n" in scraped, scraped
 
     # A restarted ledger finds it again on its start-up check: a repeat of the same alert.
     async with TestClient(TestServer(create_app(settings)), headers={"X-Service-Token": TOKEN}):
