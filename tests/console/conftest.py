@@ -110,7 +110,7 @@ class Recon:
 
 @pytest.fixture(scope="session")
 def recon_dsn(run_id: str) -> str:
-    return infra.run(infra.create_service_database(run_id, "recon"))
+    return infra.run(infra.create_service_database(run_id, "recon", scope="console"))
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +122,7 @@ def router(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
         {
             "ROUTER_PORT": str(port),
             "DATABASE_URL": infra.database_url(),
-            "DB_NAME_PREFIX": f"{run_id}_",
+            "DB_NAME_PREFIX": f"{run_id}_console_",
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": f"{amqp_prefix}.console_router",
             "SERVICE_TOKEN": SERVICE_TOKEN,
@@ -144,7 +144,7 @@ def ledger(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
         {
             "LEDGER_PORT": str(port),
             "DATABASE_URL": infra.database_url(),
-            "DB_NAME_PREFIX": f"{run_id}_",
+            "DB_NAME_PREFIX": f"{run_id}_console_",
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": f"{amqp_prefix}.console_ledger",
             "SERVICE_TOKEN": SERVICE_TOKEN,
@@ -168,7 +168,7 @@ def payout(
         {
             "PAYOUT_PORT": str(port),
             "DATABASE_URL": infra.database_url(),
-            "DB_NAME_PREFIX": f"{run_id}_",
+            "DB_NAME_PREFIX": f"{run_id}_console_",
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": f"{amqp_prefix}.console_payout",
             "SERVICE_TOKEN": SERVICE_TOKEN,
@@ -204,7 +204,7 @@ async def payouts(payout: ServiceProcess, run_id: str) -> Payouts:
         ) as resp:
             assert resp.status in (200, 201), await resp.text()
             merchant = await resp.json()
-    dsn = db.service_dsn(infra.database_url(), f"{run_id}_", "payout")
+    dsn = db.service_dsn(infra.database_url(), f"{run_id}_console_", "payout")
     conn = await asyncpg.connect(dsn)
     ids = [f"po_review_{i}_{uuid.uuid4().hex[:6]}" for i in range(3)]
     try:
@@ -244,7 +244,7 @@ async def recon(
             "DATABASE_URL": infra.database_url(),
             "AMQP_URL": infra.amqp_url(),
             "AMQP_PREFIX": prefix,
-            "DB_NAME_PREFIX": f"{run_id}_",
+            "DB_NAME_PREFIX": f"{run_id}_console_",
             "RECON_DROP_DIR": str(tmp / "drop"),
             "RECON_DATA_DIR": str(tmp / "data"),
             "RECON_DUCKDB_THREADS": "1",

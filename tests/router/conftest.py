@@ -45,7 +45,7 @@ def banksim(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         {
             "BANKSIM_PORT": str(port),
             "DATABASE_URL": infra.database_url(),
-            "DB_NAME_PREFIX": f"{run_id}_",
+            "DB_NAME_PREFIX": f"{run_id}_router_",  # not tests/banksim's database
             "BANKSIM_CONFIG": str(HERE / "banks.yaml"),
             "BANKSIM_CLIENT_KEY": BANK_KEY,
             "BANK_CALLBACK_SECRET": CALLBACK_SECRET,
@@ -93,6 +93,16 @@ class BankAdmin:
             if page["next_after"] is None:
                 return out
             after = page["next_after"]
+
+    async def executed_with_status(self, bank: str, status: str) -> list[dict[str, Any]]:
+        """One page of the journal filtered by status (``processing``: received, not finished)."""
+        async with self.session.get(
+            f"{self.url}/admin/banks/{bank}/executed",
+            params={"status": status, "limit": 5000},
+            headers=self.headers,
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            return list((await resp.json())["transfers"])
 
     async def reset(self) -> None:
         for bank in BANKS:

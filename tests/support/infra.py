@@ -27,9 +27,13 @@ def new_run_id() -> str:
     return "t" + secrets.token_hex(4)
 
 
-async def create_service_database(run_id: str, service: str, *, migrate: bool = True) -> str:
-    """Create ``<run_id>_<service>`` and apply the service's migrations; returns its DSN."""
-    prefix = f"{run_id}_"
+async def create_service_database(
+    run_id: str, service: str, *, scope: str = "", migrate: bool = True
+) -> str:
+    """Create ``<run_id>_[<scope>_]<service>`` and apply the service's migrations; returns its
+    DSN. A test folder that runs its own copy of a service passes a ``scope`` so it never
+    shares a database with another folder's copy."""
+    prefix = f"{run_id}_{scope}_" if scope else f"{run_id}_"
     dsn = db.service_dsn(database_url(), prefix, service)
     await db.ensure_database(database_url(), prefix + service)
     if migrate:
@@ -49,6 +53,16 @@ async def drop_run_databases(run_id: str) -> None:
         await conn.close()
     for row in names:
         await db.drop_database(database_url(), row["datname"])
+    # Roles are cluster-wide (the ledger's application role): drop the run's too.
+    conn = await asyncpg.connect(database_url())
+    try:
+        roles = await conn.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"{run_id}\\_%"
+        )
+        for row in roles:
+            await conn.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
+    finally:
+        await conn.close()
 
 
 async def delete_broker_names(prefix: str, queues: list[str]) -> None:
