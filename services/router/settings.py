@@ -55,7 +55,9 @@ class Settings(CommonSettings):
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     settings = _read(Env(environ))
     if settings.not_found_grace_s * 1000 < settings.bank_timeout_ms:
-        # A "not found" inquiry while our request may still be on its way proves nothing.
+        # A "not found" inquiry while our request may still be on its way proves nothing. The
+        # bank records a transfer at receipt (a received one answers `processing`, never 404),
+        # so the grace only has to cover the request's way to the bank: >= our own timeout.
         raise SettingsError(
             "ROUTER_NOT_FOUND_GRACE_MS must be >= ROUTER_BANK_TIMEOUT_MS"
             f" ({settings.not_found_grace_s * 1000:.0f} < {settings.bank_timeout_ms})"

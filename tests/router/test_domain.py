@@ -345,6 +345,7 @@ REF = "att_1"
         (422, {"code": "currency_not_supported"}, DNE, "currency_not_supported"),
         (200, {"reference": "att_other", "status": "paid"}, UNKNOWN, "unreadable_reply"),
         (200, {"reference": REF, "status": "settling"}, UNKNOWN, "unknown_bank_status"),
+        (200, {"reference": REF, "status": "processing"}, UNKNOWN, "bank_processing"),
     ],
 )
 def test_every_bank_answer_is_classified(
@@ -367,6 +368,19 @@ def test_not_found_proves_non_execution_only_after_the_grace_period() -> None:
         after_inquiry(AttemptStatus.SENDING, unreachable, sent_age_s=99, not_found_grace_s=0)
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "current", [AttemptStatus.SENDING, AttemptStatus.UNKNOWN, AttemptStatus.SUBMITTED]
+)
+def test_processing_from_an_inquiry_leaves_the_attempt_unresolved_however_late(
+    current: AttemptStatus,
+) -> None:
+    body = {"reference": REF, "status": "processing", "bank_reference": "NRTH1", "fee_minor": 0}
+    answer = transformers.from_inquiry_response(200, body, reference=REF)
+    assert answer.outcome is UNKNOWN and not answer.not_found
+    assert answer.failure_code == "bank_processing" and answer.bank_reference == "NRTH1"
+    assert after_inquiry(current, answer, sent_age_s=10_000, not_found_grace_s=3) is None
 
 
 def test_settings_refuse_a_not_found_grace_shorter_than_the_bank_timeout() -> None:

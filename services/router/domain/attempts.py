@@ -43,7 +43,7 @@ class BankOutcome:
     bank_reference: str | None = None
     fee_minor: int | None = None
     executed_at: datetime | None = None
-    not_found: bool = False  # inquiry only: the bank has never accepted this reference
+    not_found: bool = False  # inquiry only: the bank never received this reference
 
 
 def status_for(outcome: OutcomeClass) -> AttemptStatus:
@@ -63,7 +63,8 @@ def after_inquiry(
     leaves the attempt as it is.
 
     "Not found" only proves non-execution once the original request can no longer be in
-    flight (``not_found_grace_s`` after it was sent): a slow request may still land.
+    flight (``not_found_grace_s`` after it was sent): a slow request may still land. A bank
+    that has received the request answers ``processing`` (unknown: keep asking), not 404.
     """
     assert current in UNRESOLVED, current
     if answer.not_found:

@@ -2,6 +2,13 @@
 
 Anything we cannot read with certainty maps to ``unknown_outcome`` (hyperswitch's rule: an
 unknown provider status is pending, never a failure), because a wrong "failed" pays twice.
+
+``status: processing`` (the bank received the transfer and has not finished it) is
+``unknown_outcome`` too, from a transfer answer, a repeat or an inquiry: keep inquiring with
+backoff, never fall back. The simulator records a transfer at receipt, so an inquiry's
+``404 transfer_not_found`` means the bank never received the reference (or refused it before
+acceptance); the router still treats it as non-execution only after the not-found grace
+(>= the bank timeout, checked at start-up), which covers a request still on its way.
 """
 
 from __future__ import annotations
@@ -61,6 +68,13 @@ def from_transfer_body(body: Any, *, reference: str) -> BankOutcome:
         return BankOutcome(OutcomeClass.SUCCEEDED, **common)
     if status == "accepted":
         return BankOutcome(OutcomeClass.SUBMITTED, **common)
+    if status == "processing":
+        return BankOutcome(
+            OutcomeClass.UNKNOWN_OUTCOME,
+            failure_code="bank_processing",
+            failure_message="the bank received the transfer and is still processing it",
+            bank_reference=common["bank_reference"],
+        )
     if status == "rejected":
         code = body.get("failure_code")
         code = code if isinstance(code, str) and code else "rejected"
