@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support import infra
 
-# Every queue a test run declares (in-process or in the service processes it starts, which
-# inherit the environment) expires on the broker two minutes after its last consumer left, so
-# runs — including aborted ones — never pile quorum queues up in a shared broker.
-os.environ.setdefault("AMQP_QUEUE_EXPIRES_MS", "120000")
+
+def _expire_test_queues_by_policy() -> None:
+    """Queues of test runs (names ``test.…``) expire on the broker two minutes after their last
+    consumer left, so runs — aborted ones included — never pile quorum queues up in a shared
+    broker. A policy, unlike a queue argument, cannot make two declarations of one queue
+    disagree. Needs ``rabbitmqctl`` (a local broker); without it the queues are only deleted by
+    the fixtures that know them."""
+    if shutil.which("rabbitmqctl") is None:
+        return
+    subprocess.run(
+        [
+            "rabbitmqctl",
+            "set_policy",
+            "--apply-to",
+            "queues",
+            "--priority",
+            "10",
+            "payments-test-runs",
+            r"^test\.",
+            '{"expires": 120000}',
+        ],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+_expire_test_queues_by_policy()
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,12 @@ FINANCE_KEY = "alerts-finance-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {FINANCE_KEY}"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alerts_db_prefix(run_id: str) -> str:
     return f"{run_id}_alerts_"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alerts_dsn(alerts_db_prefix: str) -> str:
     async def create() -> str:
         dsn = db.service_dsn(infra.database_url(), alerts_db_prefix, SERVICE)

@@ -108,12 +108,12 @@ class Recon:
             return body
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def recon_dsn(run_id: str) -> str:
     return infra.run(infra.create_service_database(run_id, "recon", scope="console"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def router(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
     port = free_port()
     proc = ServiceProcess(
@@ -135,7 +135,7 @@ def router(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ledger(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
     port = free_port()
     proc = ServiceProcess(
@@ -157,7 +157,7 @@ def ledger(run_id: str, amqp_prefix: str) -> Iterator[ServiceProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def payout(
     run_id: str, amqp_prefix: str, router: ServiceProcess, ledger: ServiceProcess
 ) -> Iterator[ServiceProcess]:
@@ -191,7 +191,7 @@ class Payouts:
     review_ids: list[str]
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def payouts(payout: ServiceProcess, run_id: str) -> Payouts:
     """A merchant made through the payout admin API, and payouts left in manual review. The
     review state comes after a bank outcome stays unknown past a window, which needs the
@@ -228,7 +228,7 @@ async def payouts(payout: ServiceProcess, run_id: str) -> Payouts:
     return Payouts(payout.url, merchant["secret_key"], ids)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def recon(
     recon_dsn: str,
     run_id: str,
@@ -308,7 +308,7 @@ async def recon(
         await infra.delete_broker_names(f"{amqp_prefix}.console_ledger", [])
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def browser() -> AsyncIterator[Any]:
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing: run `python scripts/infra.py` as root or "

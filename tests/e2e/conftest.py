@@ -42,7 +42,7 @@ class Suite:
         return [self.banksim, self.ledger, self.router, self.payout]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def suite(
     run_id: str, amqp_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Suite]:

@@ -54,7 +54,7 @@ class Participants:
     drop_dir: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def participants(
     run_id: str, amqp_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Participants]:

@@ -19,7 +19,7 @@ from services.recon.settings import Settings, from_env
 from tests.support import infra
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def recon_dsn(run_id: str) -> str:
     return infra.run(infra.create_service_database(run_id, "recon"))
 

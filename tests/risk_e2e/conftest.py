@@ -27,7 +27,7 @@ BANKS = ("northbank", "atlas")
 RECON_ALERT_QUEUE = "recon.payout_alerts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     spec = SuiteSpec(
         workdir=tmp_path_factory.mktemp("risk-e2e"),

@@ -36,7 +36,7 @@ RATE_LIMIT_PER_S = 50
 RATE_LIMIT_BURST = 100
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     workdir = tmp_path_factory.mktemp("security")
     recon_channels = workdir / "recon-channels-security.yaml"

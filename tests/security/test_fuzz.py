@@ -71,7 +71,7 @@ def credentials(service: str, path: str, *, merchant_key: str) -> dict[str, str]
     return {"X-Service-Token": SERVICE_TOKEN}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fuzz_merchant_key(stack: Suite) -> str:
     import asyncio
 
