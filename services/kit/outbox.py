@@ -9,6 +9,8 @@ commit republishes: delivery is at-least-once and consumers dedupe by ``event_id
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,8 @@ from services.kit.metrics import (
 
 log = get_logger(__name__)
 LAG_REFRESH_INTERVAL_S = 1.0
+# A batch whose confirms have not all come back by then is rolled back and retried.
+PUBLISH_TIMEOUT_S = 15.0
 
 
 def _context_correlation_id() -> str | None:
@@ -121,7 +125,16 @@ async def claim_inbox(conn: asyncpg.Connection, consumer: str, event_id: str) ->
     return row is not None
 
 
-async def publish_batch(pool: asyncpg.Pool, broker: Broker, batch_size: int) -> int:
+async def publish_batch(
+    pool: asyncpg.Pool,
+    broker: Broker,
+    batch_size: int,
+    *,
+    publish_timeout_s: float = PUBLISH_TIMEOUT_S,
+) -> int:
+    """Publish the oldest unpublished events and mark them, in one transaction. The publishes
+    are bounded by ``publish_timeout_s``: a confirm that never comes (broker restarting under
+    the publish) rolls the claim back instead of holding the batch and the relay forever."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """SELECT id, event_id, event_type, payload, correlation_id FROM outbox
@@ -130,23 +143,102 @@ async def publish_batch(pool: asyncpg.Pool, broker: Broker, batch_size: int) -> 
         )
         if not rows:
             return 0
-        await asyncio.gather(
-            *(
-                broker.publish_raw(
-                    bytes(r["payload"]),
-                    r["event_type"],
-                    message_id=str(r["event_id"]),
-                    correlation_id=r["correlation_id"],
+        async with asyncio.timeout(publish_timeout_s):
+            await asyncio.gather(
+                *(
+                    broker.publish_raw(
+                        bytes(r["payload"]),
+                        r["event_type"],
+                        message_id=str(r["event_id"]),
+                        correlation_id=r["correlation_id"],
+                    )
+                    for r in rows
                 )
-                for r in rows
             )
-        )
         await conn.execute(
             "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
             [r["id"] for r in rows],
         )
     OUTBOX_PUBLISHED_TOTAL.inc(len(rows))
     return len(rows)
+
+
+class RelayHealth:
+    """The relay's last sign of life, for readiness: ``check`` raises once the relay has not
+    completed a round (a poll or a batch) for ``stale_after_s``, whether it is stuck, keeps
+    failing or has exited, so the service turns not-ready instead of silently publishing
+    nothing."""
+
+    def __init__(self, stale_after_s: float = 30.0) -> None:
+        self.stale_after_s = stale_after_s
+        self._beat_at: float | None = None
+        self.last_error: str | None = None
+        self.running = False
+
+    def beat(self) -> None:
+        self._beat_at = time.monotonic()
+        self.last_error = None
+
+    def check(self) -> None:
+        if not self.running:
+            raise RuntimeError("outbox relay not running")
+        if self._beat_at is None or time.monotonic() - self._beat_at > self.stale_after_s:
+            raise RuntimeError(f"outbox relay stalled: {self.last_error or 'no progress'}")
+
+
+class _Listener:
+    """The relay's ``LISTEN outbox`` connection, taken again whenever it dies (a database
+    restart closes it; the pool then detaches it, and every later call on it raises)."""
+
+    def __init__(self, pool: asyncpg.Pool, wake: asyncio.Event) -> None:
+        self.pool = pool
+        self.wake = wake
+        self.conn: Any = None
+
+    def _on_notify(self, *_args: object) -> None:
+        self.wake.set()
+
+    def _on_terminated(self, *_args: object) -> None:
+        # Lost while the relay waits: go round now (a poll, then LISTEN again).
+        self.wake.set()
+
+    def _alive(self) -> bool:
+        if self.conn is None:
+            return False
+        try:
+            return not self.conn.is_closed()
+        except asyncpg.InterfaceError:  # released back to the pool when it was closed
+            return False
+
+    async def ensure(self) -> None:
+        if self._alive():
+            return
+        await self.close()
+        conn = await self.pool.acquire(timeout=5.0)
+        try:
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener("outbox", self._on_notify)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self.conn = conn
+        self.wake.set()  # what was notified while nobody listened is found by the next poll
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        alive = True
+        try:
+            alive = not conn.is_closed()
+        except asyncpg.InterfaceError:
+            alive = False
+        if alive:
+            with contextlib.suppress(Exception):
+                conn.remove_termination_listener(self._on_terminated)
+                await asyncio.wait_for(conn.remove_listener("outbox", self._on_notify), 5.0)
+        with contextlib.suppress(Exception):  # a dead one is already out of the pool
+            await self.pool.release(conn, timeout=5.0)
 
 
 async def relay(
@@ -156,45 +248,65 @@ async def relay(
     batch_size: int = 200,
     poll_interval_s: float = 1.0,
     stop: asyncio.Event,
+    publish_timeout_s: float = PUBLISH_TIMEOUT_S,
+    health: RelayHealth | None = None,
 ) -> None:
-    """Run until ``stop`` is set; transient broker/database faults back off and retry."""
+    """Run until ``stop`` is set. Any fault (database, broker, a timeout) is logged, backed
+    off and retried: the relay is the only way a service's events leave it, so nothing but
+    ``stop`` (or cancellation) ends it. Found by a chaos run: a PostgreSQL restart raised
+    ``ConnectionDoesNotExistError`` (an ``InterfaceError``, not a ``PostgresError``) in the
+    middle of a batch; the relay ended silently and the service published nothing more."""
+    health = health or RelayHealth()
     wake = asyncio.Event()
-    listener = await pool.acquire()
-
-    def on_notify(*_args: object) -> None:
-        wake.set()
-
-    await listener.add_listener("outbox", on_notify)
+    listener = _Listener(pool, wake)
     backoff_s = 0.1
     loop = asyncio.get_running_loop()
     lag_refreshed_at = float("-inf")
+    health.running = True
     try:
         while not stop.is_set():
+            # Cleared before the round, not after: a notification (or the listener's loss)
+            # during the round makes the next one start at once.
+            wake.clear()
             try:
+                try:
+                    await listener.ensure()
+                except Exception as exc:  # noqa: BLE001 - polling still publishes
+                    log.warning("outbox_listen_failed", error=f"{type(exc).__name__}: {exc}")
                 if loop.time() - lag_refreshed_at >= LAG_REFRESH_INTERVAL_S:
                     lag_refreshed_at = loop.time()
                     size, age_s = await lag(pool)
                     OUTBOX_UNPUBLISHED.set(size)
                     OUTBOX_OLDEST_AGE_SECONDS.set(age_s)
-                published = await publish_batch(pool, broker, batch_size)
+                published = await publish_batch(
+                    pool, broker, batch_size, publish_timeout_s=publish_timeout_s
+                )
                 backoff_s = 0.1
-            except (asyncpg.PostgresError, OSError, ConnectionError, RuntimeError) as exc:
-                log.warning("outbox_relay_retry", error=str(exc), backoff_s=backoff_s)
-                await asyncio.sleep(backoff_s)
+                health.beat()
+            except Exception as exc:  # noqa: BLE001 - loop boundary: every fault is retried
+                error = f"{type(exc).__name__}: {exc}"
+                health.last_error = error
+                log.warning("outbox_relay_retry", error=error, backoff_s=backoff_s)
+                await _first_of(stop, timeout_s=backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
                 continue
             if published:
                 continue  # drain without waiting
-            wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=poll_interval_s)
-            except TimeoutError:
-                pass
+            await _first_of(wake, stop, timeout_s=poll_interval_s)
     finally:
-        try:
-            await listener.remove_listener("outbox", on_notify)
-        finally:
-            await pool.release(listener)
+        health.running = False
+        await listener.close()
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    """Return once any of ``events`` is set, or after ``timeout_s``."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def lag(pool: asyncpg.Pool) -> tuple[int, float]:
