@@ -80,6 +80,7 @@ class Broker:
         delivery_limit: int = 10,
         drain_timeout_s: float = 10.0,
         queue_expires_ms: int = 0,
+        publish_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
         self.names = Names(prefix)
@@ -89,6 +90,9 @@ class Broker:
         # pile up in a shared broker; production leaves it 0 (durable queues stay).
         self.queue_expires_ms = queue_expires_ms
         self.drain_timeout_s = drain_timeout_s
+        # A publish (waiting for the channel to be restored, then for the confirm) that takes
+        # longer raises TimeoutError: the caller retries instead of waiting forever.
+        self.publish_timeout_s = publish_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
@@ -149,7 +153,8 @@ class Broker:
     async def publish_raw(
         self, body: bytes, routing_key: str, *, message_id: str, correlation_id: str | None
     ) -> None:
-        """Publish and wait for the broker's confirm (raises if it is refused)."""
+        """Publish and wait for the broker's confirm (raises if it is refused, TimeoutError if
+        it has not come within ``publish_timeout_s``)."""
         assert self._exchange is not None, "broker not connected"
         message = aio_pika.Message(
             body,
@@ -159,7 +164,8 @@ class Broker:
             correlation_id=correlation_id,
             headers={"correlation_id": correlation_id or ""},
         )
-        await self._exchange.publish(message, routing_key=routing_key, mandatory=False)
+        async with asyncio.timeout(self.publish_timeout_s):
+            await self._exchange.publish(message, routing_key=routing_key, mandatory=False)
 
     async def publish(self, envelope: Envelope) -> None:
         await self.publish_raw(
