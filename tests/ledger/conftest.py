@@ -36,13 +36,13 @@ def ledger_env(run_id: str, prefix: str | None = None, **extra: str) -> dict[str
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def granted_dsns() -> list[str]:
     """Every ledger database of this run in which the run's app role got grants."""
     return []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app_role(run_id: str, granted_dsns: list[str]) -> Iterator[str]:
     role = f"{run_id}_ledger_app"
     yield role
@@ -50,7 +50,7 @@ def app_role(run_id: str, granted_dsns: list[str]) -> Iterator[str]:
         infra.run(drop_app_role(granted_dsns, role))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def settings(run_id: str, app_role: str, granted_dsns: list[str]) -> Settings:
     prepared = from_env(ledger_env(run_id))
     assert prepared.app_role == app_role

@@ -45,7 +45,7 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ops_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     spec = SuiteSpec(
         workdir=tmp_path_factory.mktemp("ops"),
