@@ -87,20 +87,31 @@ def payloads() -> dict[str, bytes]:
     payout = {
         "amount": 125_00,
         "currency": "EUR",
-        "beneficiary": {"name": "Ada Lovelace", "account_number": "DE89370400440532013000",
-                        "bank_code": "COBADEFFXXX"},
+        "beneficiary": {
+            "name": "Ada Lovelace",
+            "account_number": "DE89370400440532013000",
+            "bank_code": "COBADEFFXXX",
+        },
         "reference": "inv-2026-0001",
         "metadata": {"order": "A-1"},
     }
     batch = {
         "transfers": [
-            {"id": f"tr_{i}", "debit_account_id": f"acc_{i % 97}",
-             "credit_account_id": "acc_settlement", "amount_minor": 1000 + i, "currency": "EUR",
-             "code": 1}
+            {
+                "id": f"tr_{i}",
+                "debit_account_id": f"acc_{i % 97}",
+                "credit_account_id": "acc_settlement",
+                "amount_minor": 1000 + i,
+                "currency": "EUR",
+                "code": 1,
+            }
             for i in range(8190)
         ]
     }
-    return {"payout_create": json.dumps(payout).encode(), "transfer_batch_8190": json.dumps(batch).encode()}
+    return {
+        "payout_create": json.dumps(payout).encode(),
+        "transfer_batch_8190": json.dumps(batch).encode(),
+    }
 
 
 def per_op_us(fn: Callable[[], Any], *, budget_s: float) -> float:
@@ -124,8 +135,10 @@ def main() -> None:
         "payout_create": (MPayoutCreate, PPayoutCreate),
         "transfer_batch_8190": (MBatch, PBatch),
     }
-    print(f"{'payload':<22}{'operation':<18}{'json (stdlib)':>14}{'msgspec':>12}{'pydantic':>12}"
-          f"{'pyd/msgspec':>13}")
+    print(
+        f"{'payload':<22}{'operation':<18}{'json (stdlib)':>14}{'msgspec':>12}{'pydantic':>12}"
+        f"{'pyd/msgspec':>13}"
+    )
     for name, (m_type, p_type) in cases.items():
         raw = data[name]
         m_decoder = msgspec.json.Decoder(m_type, strict=True)
@@ -141,8 +154,10 @@ def main() -> None:
         base_enc = per_op_us(lambda b=builtins: json.dumps(b).encode(), budget_s=budget)
         m_enc = per_op_us(lambda o=m_obj: enc.encode(o), budget_s=budget)
         p_enc = per_op_us(lambda o=p_obj: o.model_dump_json(), budget_s=budget)
-        for op, base, m, p in (("decode+validate", base_dec, m_dec, p_dec),
-                               ("encode", base_enc, m_enc, p_enc)):
+        for op, base, m, p in (
+            ("decode+validate", base_dec, m_dec, p_dec),
+            ("encode", base_enc, m_enc, p_enc),
+        ):
             print(f"{name:<22}{op:<18}{base:>12.1f}us{m:>10.1f}us{p:>10.1f}us{p / m:>12.1f}x")
     print("\nmsgspec/stdlib ratios below 1.0 mean validation costs less than stdlib parsing alone.")
 
