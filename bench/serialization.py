@@ -152,7 +152,7 @@ def main() -> None:
         enc = msgspec.json.Encoder()
         builtins = json.loads(raw)
         base_enc = per_op_us(lambda b=builtins: json.dumps(b).encode(), budget_s=budget)
-        m_enc = per_op_us(lambda o=m_obj: enc.encode(o), budget_s=budget)
+        m_enc = per_op_us(lambda o=m_obj, e=enc: e.encode(o), budget_s=budget)
         p_enc = per_op_us(lambda o=p_obj: o.model_dump_json(), budget_s=budget)
         for op, base, m, p in (
             ("decode+validate", base_dec, m_dec, p_dec),
