@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ from services.kit.metrics import (
 
 log = get_logger(__name__)
 QUEUE_DEPTH_REFRESH_S = 5.0
+# Readiness turns red after this long without a consumer on one of our queues.
+CONSUMER_STALE_AFTER_S = 30.0
 
 Handler = Callable[[Envelope], Awaitable[None]]
 REDELIVERY_BACKOFF_BASE_S = 0.1
@@ -103,6 +106,10 @@ class Broker:
         self._idle.set()
         self._depth_task: asyncio.Task[None] | None = None
         self._depth_wake = asyncio.Event()
+        # Watchdog for readiness: when the broker last answered the depth refresh, and per
+        # queue when it last counted a consumer on it (ours, once we consume).
+        self._refreshed_at: float | None = None
+        self._consumed_at: dict[str, float] = {}
 
     async def connect(self, *, timeout_s: float = 15.0) -> None:
         self._connection = await aio_pika.connect_robust(self.url, timeout=timeout_s)
@@ -263,6 +270,7 @@ class Broker:
 
         tag = await queue.consume(on_message)
         self._consumers.append((queue, tag))
+        self._consumed_at[queue.name] = time.monotonic()  # grace until the first count
         self._depth_wake.set()  # count the new queue now, not at the next period
         if self._depth_task is None:
             self._depth_task = asyncio.create_task(self._refresh_depths(), name="amqp-depths")
@@ -276,13 +284,35 @@ class Broker:
             depths[queue.name] = (result.message_count or 0, result.consumer_count or 0)
         return depths
 
+    def check(self, *, stale_after_s: float = CONSUMER_STALE_AFTER_S) -> None:
+        """Raise unless the connection is up and, for ``stale_after_s``, the broker has kept
+        answering and has counted a consumer on every queue this process consumes from. A
+        consumer that the broker cancelled or that was never restored after a restart turns
+        readiness red instead of leaving the service silently deaf."""
+        if not self.is_connected:
+            raise ConnectionError("broker not connected")
+        if not self._consumers:
+            return
+        now = time.monotonic()
+        if self._refreshed_at is None or now - self._refreshed_at > stale_after_s:
+            raise ConnectionError("broker has not answered the queue refresh")
+        for queue, _tag in self._consumers:
+            seen = self._consumed_at.get(queue.name)
+            if seen is None or now - seen > stale_after_s:
+                raise ConnectionError(f"no consumer on {queue.name}")
+
     async def _refresh_depths(self) -> None:
         while True:
             self._depth_wake.clear()
             try:
-                for name, (ready, consumers) in (await self.queue_depths()).items():
+                async with asyncio.timeout(QUEUE_DEPTH_REFRESH_S * 2):
+                    depths = await self.queue_depths()
+                for name, (ready, consumers) in depths.items():
                     AMQP_QUEUE_MESSAGES.labels(name).set(ready)
                     AMQP_QUEUE_CONSUMERS.labels(name).set(consumers)
+                    if consumers > 0:
+                        self._consumed_at[name] = time.monotonic()
+                self._refreshed_at = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - background loop boundary: keep refreshing
                 log.warning("amqp_depth_refresh_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
