@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aio_pika
 
@@ -13,6 +15,7 @@ from services.kit import db, migrations
 from services.kit.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def database_url() -> str:
@@ -78,6 +81,6 @@ async def delete_broker_names(prefix: str, queues: list[str]) -> None:
         await connection.close()
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from a synchronous (session-scoped) fixture."""
     return asyncio.run(coro)
