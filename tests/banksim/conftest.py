@@ -92,7 +92,7 @@ def banksim_env(run_id: str, config: Path, drop: Path, port: int, **extra: str) 
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def banksim_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("banksim")
     config = root / "banks.yaml"
@@ -100,7 +100,7 @@ def banksim_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return config, root / "drop"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def banksim(run_id: str, banksim_paths: tuple[Path, Path]) -> Iterator[ServiceProcess]:
     config, drop = banksim_paths
     port = free_port()

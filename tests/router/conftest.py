@@ -36,7 +36,7 @@ DEFAULT_CHANNELS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def banksim(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     port = free_port()
     proc = ServiceProcess(
