@@ -38,6 +38,7 @@ log = get_logger(__name__)
 QUEUE_DEPTH_REFRESH_S = 5.0
 # Readiness turns red after this long without a consumer on one of our queues.
 CONSUMER_STALE_AFTER_S = 30.0
+CANCEL_TIMEOUT_S = 2.0
 
 Handler = Callable[[Envelope], Awaitable[None]]
 REDELIVERY_BACKOFF_BASE_S = 0.1
@@ -145,8 +146,9 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._depth_task
         for queue, tag in self._consumers:
-            with contextlib.suppress(Exception):  # the channel may already be gone
-                await queue.cancel(tag)
+            # The channel may be gone or being restored (a cancel would wait for it): bounded.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(queue.cancel(tag), timeout=CANCEL_TIMEOUT_S)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=self.drain_timeout_s)
         except TimeoutError:
@@ -294,7 +296,8 @@ class Broker:
         if not self._consumers:
             return
         now = time.monotonic()
-        if self._refreshed_at is None or now - self._refreshed_at > stale_after_s:
+        refresh_stale_s = max(stale_after_s, QUEUE_DEPTH_REFRESH_S * 3)
+        if self._refreshed_at is None or now - self._refreshed_at > refresh_stale_s:
             raise ConnectionError("broker has not answered the queue refresh")
         for queue, _tag in self._consumers:
             seen = self._consumed_at.get(queue.name)
