@@ -31,6 +31,7 @@ settings_key = web.AppKey("payout_settings", Settings)
 pool_key = web.AppKey("payout_pool", asyncpg.Pool)
 broker_key = web.AppKey("payout_broker", Broker)
 session_key = web.AppKey("payout_session", aiohttp.ClientSession)
+relay_health_key = web.AppKey("payout_relay_health", outbox.RelayHealth)
 
 JANITOR_INTERVAL_S = 60.0
 RISK_POLL_INTERVAL_S = 3.0  # catches a missed risk.ruleset_published event
@@ -119,7 +120,11 @@ def _background(name: str, factory: Loop) -> Callable[[web.Application], AsyncIt
 
 async def _relay(app: web.Application, stop: asyncio.Event) -> None:
     await outbox.relay(
-        app[pool_key], app[broker_key], batch_size=app[settings_key].relay_batch_size, stop=stop
+        app[pool_key],
+        app[broker_key],
+        batch_size=app[settings_key].relay_batch_size,
+        stop=stop,
+        health=app[relay_health_key],
     )
 
 
@@ -164,8 +169,13 @@ async def database_ready(app: web.Application) -> None:
 
 
 async def broker_ready(app: web.Application) -> None:
-    if not app[broker_key].is_connected:
-        raise ConnectionError("broker not connected")
+    # Connected, and the broker counts a consumer on each of our queues.
+    app[broker_key].check()
+
+
+async def relay_ready(app: web.Application) -> None:
+    # The relay is the only way the payout events (and so the webhooks) leave the service.
+    app[relay_health_key].check()
 
 
 def rate_limit_key(request: web.Request) -> str | None:
@@ -191,9 +201,10 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=max(settings.batch_body_max_bytes, settings.request_body_max_bytes),
         # The limiter runs after authentication: its key is the caller's identity.
         middlewares=[http.body_size_middleware, http.auth_middleware, *rate_limits(settings)],
-        readiness=[database_ready, broker_ready],
+        readiness=[database_ready, broker_ready, relay_ready],
     )
     app[settings_key] = settings
+    app[relay_health_key] = outbox.RelayHealth()
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(clients)
     app.cleanup_ctx.append(broker)
