@@ -93,6 +93,12 @@ async def test_webhooks_are_signed_retried_after_three_failures_and_every_attemp
         assert len(receiver.requests) == 4
         assert event["data"]["object"]["beneficiary"]["account_number"].endswith("3000")
         assert "0532013000" not in receiver.requests[-1][0].decode()
+        # The sender records an attempt after the receiver has answered it: wait for the 4th.
+        await wait_until(
+            lambda: _is(harness.fetchval("SELECT count(*) FROM webhook_attempts"), 4),
+            timeout_s=10,
+            message="the fourth attempt recorded",
+        )
         attempts = await harness.fetch(
             "SELECT attempt_no, status_code FROM webhook_attempts ORDER BY attempt_no"
         )
