@@ -154,8 +154,8 @@ async def _batches_and_janitor(app: web.Application, stop: asyncio.Event) -> Non
                 purged = await handlers.purge_expired_idempotency_keys(ctx)
                 if purged:
                     log.info("idempotency_keys_purged", count=purged)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("batch_loop_retry", error=str(exc))
+        except Exception:  # worker loop boundary: log, never die silently
+            log.exception("batch_loop_retry")
         if handled:
             continue
         try:

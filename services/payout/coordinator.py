@@ -731,8 +731,8 @@ class Coordinator:
                 if room > 0:
                     try:
                         claimed = await self.claim_due(min(room, self.settings.recovery_batch_max))
-                    except (asyncpg.PostgresError, OSError) as exc:
-                        log.warning("recovery_claim_failed", error=str(exc))
+                    except Exception:  # worker loop boundary: log, never die silently
+                        log.exception("recovery_claim_failed")
                 for gid, epoch in claimed:
                     task = asyncio.create_task(self._drive_logged(gid, epoch))
                     running.add(task)

@@ -279,8 +279,8 @@ class Sender:
                 if len(running) < self.settings.webhook_concurrency:
                     try:
                         rows = await self.claim()
-                    except (asyncpg.PostgresError, OSError) as exc:
-                        log.warning("webhook_claim_failed", error=str(exc))
+                    except Exception:  # worker loop boundary: log, never die silently
+                        log.exception("webhook_claim_failed")
                 for row in rows:
                     task = asyncio.create_task(self._deliver_logged(row))
                     running.add(task)
