@@ -229,6 +229,8 @@ def ours(workdir: Path) -> dict[str, object]:
         }
     )
 
+    rss_timeline, rss_t0 = _sample_rss(interval_s=2.0)
+
     async def go() -> dict[str, object]:
         from services.kit.logging import configure_logging
 
@@ -270,6 +272,8 @@ def ours(workdir: Path) -> dict[str, object]:
                 "run_timings_s": outcome.timings_s,
                 "summary": outcome.summary,
                 "peak_rss_mib": _peak_rss_mib(),
+                "intake_end_s": started + intake_s - rss_t0,
+                "rss_timeline": rss_timeline,
                 **counts,
             }
         finally:
@@ -284,6 +288,24 @@ def _cpu_s() -> float:
     whatever share of the machine other processes took meanwhile."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _sample_rss(interval_s: float) -> tuple[list[tuple[float, int]], float]:
+    """(seconds since start, RSS MiB) every ``interval_s`` from a daemon thread: shows whether
+    memory grows with the file, not just its peak."""
+    import threading
+
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+
+    def sample() -> None:
+        while True:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            samples.append((round(time.perf_counter() - start, 1), pages * 4096 >> 20))
+            time.sleep(interval_s)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return samples, start
 
 
 def _peak_rss_mib() -> float:
@@ -400,6 +422,10 @@ def main() -> None:
         print(
             f"  peak RSS: ours {result['peak_rss_mib']:.0f} MiB (target <= 1536),"
             f" bare join {base['peak_rss_mib']:.0f} MiB"
+        )
+        print(
+            f"  RSS MiB over time (s: MiB; intake ended at {result['intake_end_s']:.0f} s): "
+            + " ".join(f"{t:.0f}:{m}" for t, m in result["rss_timeline"])
         )
         summary = result["summary"]
         print(f"  matched lines {summary['matched_lines']:,}, breaks {summary['break_count']:,}")
