@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.security.conftest import Client, payout_body
 from tests.support.processes import free_port
@@ -160,3 +162,23 @@ def test_the_scrub_processor_masks_accounts_inside_free_text_and_drops_secrets()
     for value in (*ACCOUNTS, "sk_live_abc", SERVICE_TOKEN, "whsec_abc"):
         assert value not in text, (value, text)
     assert ACCOUNTS[1][-4:] in text
+
+
+_PIECES = ["sk_", "whsec_", "Bearer ", "bearer\t", "DE89", "GB", " ", "-", "_", "/", "x", "Z"]
+
+
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(_PIECES), st.text("0123456789", min_size=1, max_size=12)),
+        max_size=12,
+    ).map("".join)
+)
+@settings(max_examples=400, deadline=None)
+def test_the_scrubber_fast_path_changes_nothing_the_full_scrub_would_mask(text: str) -> None:
+    """Strings the pre-check lets through untouched are exactly those the masks leave alone."""
+    from services.kit.logging import _CREDENTIAL, _IBAN, _LONG_DIGITS, _scrub_text
+
+    full = _CREDENTIAL.sub("[redacted]", text)
+    full = _IBAN.sub(lambda m: "*" * len(m.group(1)) + m.group(2), full)
+    full = _LONG_DIGITS.sub(lambda m: "*" * len(m.group(1)) + m.group(2), full)
+    assert _scrub_text(text) == full
