@@ -54,8 +54,13 @@ async def test_webhook_is_verified_by_the_helper_after_three_failed_deliveries(a
         # The three failed attempts carried valid signatures too (same body, same secret).
         for body, header in received[:3]:
             verify(secret["value"], body, header)
-        _, page = await api.admin("GET", "/admin/webhook_deliveries?status=delivered&limit=100")
-        mine = [d for d in page["data"] if d["endpoint_id"] == endpoint["id"]]
+
+        # The sender records the delivery after the receiver has answered: wait for that write.
+        async def recorded() -> list[dict[str, Any]]:
+            _, page = await api.admin("GET", "/admin/webhook_deliveries?status=delivered&limit=100")
+            return [d for d in page["data"] if d["endpoint_id"] == endpoint["id"]]
+
+        mine = await wait_until(recorded, timeout_s=10, message="the delivery recorded")
         assert len(mine) == 1 and mine[0]["attempts"] == 4
     finally:
         await server.close()
