@@ -309,12 +309,18 @@ async def test_statement_breaks_alerts_and_feedback_match_the_simulators_answer_
     await wait_until(
         lambda: loop.status_is(returned_id, "returned"), timeout_s=30, message="returned"
     )
-    resolved = {
-        (e["data"]["attempt_id"], e["data"]["outcome"])
-        for e in recon_events
-        if e["event_type"] == "recon.payout_resolved"
-    }
-    assert {(unknown_ref, "paid"), (returned_ref, "returned")} <= resolved
+
+    # The payout service and this test's queue each get recon's events on their own: the
+    # payout may have acted on one before it reached the test.
+    async def resolved_published() -> bool:
+        resolved = {
+            (e["data"]["attempt_id"], e["data"]["outcome"])
+            for e in recon_events
+            if e["event_type"] == "recon.payout_resolved"
+        }
+        return {(unknown_ref, "paid"), (returned_ref, "returned")} <= resolved
+
+    await wait_until(resolved_published, timeout_s=15, message="recon.payout_resolved events")
     history = (await loop.payout(unknown_id))["status_history"]
     assert [h["status"] for h in history] == ["processing", "paid"]
     assert history[-1]["reason"] == "reconciliation_paid"
