@@ -21,8 +21,6 @@ from services.kit import db, migrations
 from services.kit.logging import configure_logging
 from services.recon.settings import from_env
 
-READ_CHUNK_BYTES = 1 << 20
-
 
 class ReconGroup(click.Group):
     """``parse`` lives with the parsers (services/recon/parsers/cli.py); it is imported only
@@ -42,21 +40,6 @@ class ReconGroup(click.Group):
 @click.group(cls=ReconGroup)
 def group() -> None:
     """Reconciliation: statement intake, matching runs, breaks and alerts."""
-
-
-def _read(path: Path) -> bytes:
-    size = path.stat().st_size
-    chunks: list[bytes] = []
-    with (
-        path.open("rb") as src,
-        click.progressbar(
-            length=size, label=f"read {path.name}", file=sys.stderr, show_pos=True
-        ) as bar,
-    ):
-        while chunk := src.read(READ_CHUNK_BYTES):
-            chunks.append(chunk)
-            bar.update(len(chunk))
-    return b"".join(chunks)
 
 
 @group.command("run")
@@ -129,10 +112,10 @@ async def _run(
         )
         failed = 0
         for path in files:
-            data = _read(path)
+            # The intake reads the file in blocks from disk; it is never held whole in memory.
             with click.progressbar(length=3, label=f"take {path.name}", file=sys.stderr) as bar:
                 outcome = await service.receive_file(
-                    channel, path.name, data, source="cli", progress=lambda _stage: bar.update(1)
+                    channel, path.name, path, source="cli", progress=lambda _stage: bar.update(1)
                 )
             line = f"{path.name}: {outcome.status}"
             if outcome.reason:

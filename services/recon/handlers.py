@@ -24,7 +24,7 @@ import asyncpg
 from services.kit import outbox
 from services.kit.errors import ProblemError
 from services.kit.logging import get_logger
-from services.recon.adapters import columnar, columnar_csv
+from services.recon.adapters import columnar, columnar_csv, line_parts
 from services.recon.adapters import repository as repo
 from services.recon.adapters.parsing import to_csv_mapping
 from services.recon.adapters.records import (
@@ -49,6 +49,33 @@ RUN_RETRY_BACKOFF_MAX_S = 3600
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _spool(data: bytes, directory: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="statement-", dir=directory)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    return Path(name)
+
+
+def file_blank(path: Path) -> bool:
+    """Nothing but whitespace (or nothing): stops at the first other byte."""
+    with path.open("rb") as file:
+        while chunk := file.read(65536):
+            if chunk.strip():
+                return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -101,16 +128,32 @@ class ReconService:
         self,
         channel: str,
         filename: str,
-        data: bytes,
+        content: Path | bytes,
         *,
         source: str,
         now: datetime | None = None,
         progress: Callable[[str], None] | None = None,
+        sha256: str | None = None,
     ) -> FileOutcome:
-        """Parse, check and accept a statement file whole, or quarantine it whole."""
+        """Parse, check and accept a statement file whole, or quarantine it whole.
+
+        ``content`` is the file on disk (read in blocks, never held whole; the caller keeps
+        it) or, for small files and tests, its bytes (spooled to a temporary file first).
+        ``sha256`` when the caller hashed the file while writing it (the upload)."""
+        if isinstance(content, bytes):
+            spool = await asyncio.to_thread(_spool, content, self._tmp_dir())
+            try:
+                return await self.receive_file(
+                    channel, filename, spool, source=source, now=now, progress=progress
+                )
+            finally:
+                await asyncio.to_thread(spool.unlink, missing_ok=True)
+        path = content
         now = now or datetime.now(UTC)
         rules = self.rules.for_channel(channel)
-        sha256 = hashlib.sha256(data).hexdigest()
+        size_bytes = (await asyncio.to_thread(path.stat)).st_size
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(file_sha256, path)
         async with self.pool.acquire() as conn:
             known = await repo.file_by_sha(conn, sha256)
         if known is not None:
@@ -122,38 +165,34 @@ class ReconService:
         statements: list[Statement] | None = None
         fmt = "csv"
         lines_path = self.settings.data_dir / "lines" / channel / f"{sha256}.parquet"
+        # Written under a temporary name, published only once every check passed.
         pending = lines_path.with_name(lines_path.name + ".pending")
         line_count = 0
-        if len(data) > self.settings.statement_max_bytes:
+        if size_bytes > self.settings.statement_max_bytes:
             failure = checks.CheckFailure(
                 "file_too_large",
                 f"the file is larger than RECON_STATEMENT_MAX_BYTES"
                 f" ({self.settings.statement_max_bytes} bytes)",
             )
-        elif not data.strip():
+        elif await asyncio.to_thread(file_blank, path):
             failure = checks.CheckFailure("file_empty", "the file is empty")
         else:
             fast = None
-            if self._columnar_eligible(data, rules):
+            if await asyncio.to_thread(self._columnar_eligible, path, size_bytes, rules):
                 fast = await asyncio.to_thread(
                     columnar_csv.read,
-                    data,
+                    path,
                     channel=channel,
                     mapping=to_csv_mapping(rules.csv_mapping),
                     sha256=sha256,
                     dest=pending,
+                    block_bytes=self.settings.intake_block_bytes,
                 )
             if fast is not None:
                 totals, line_count = fast.totals, fast.line_count
             else:
                 try:
-                    statements = await asyncio.to_thread(
-                        self.parse,
-                        data,
-                        channel=channel,
-                        format=rules.format,
-                        csv_mapping=rules.csv_mapping,
-                    )
+                    statements = await asyncio.to_thread(self._parse_file, path, channel, rules)
                     totals = [checks.totals_of(st) for st in statements]
                     fmt = statements[0].format if statements else rules.format
                 except StatementFormatError as exc:
@@ -165,8 +204,11 @@ class ReconService:
         if failure is None:
             failure = checks.check_totals(totals, rules)
         if failure is not None:
+            del statements
             pending.unlink(missing_ok=True)  # nothing of a quarantined file is kept
-            return await self._quarantine(channel, filename, data, sha256, source, failure, now)
+            return await self._quarantine(
+                channel, filename, size_bytes, sha256, source, failure, now
+            )
         day = checks.business_date(totals)
         file_id = new_id("fil")
         # Every channel with statements has a drop directory, so the intake loop retries its
@@ -176,7 +218,8 @@ class ReconService:
         if progress:
             progress("store")
         if statements is not None:
-            line_count = await asyncio.to_thread(columnar.write_lines, statements, pending)
+            # Releases each statement's lines as their part is written.
+            line_count = await asyncio.to_thread(line_parts.write_parsed, statements, pending)
             del statements
         os.replace(pending, lines_path)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -186,7 +229,7 @@ class ReconService:
                 channel=channel,
                 sha256=sha256,
                 filename=filename,
-                size_bytes=len(data),
+                size_bytes=size_bytes,
                 source=source,
                 status="accepted",
                 fmt=fmt,
@@ -251,17 +294,24 @@ class ReconService:
             statement_ids=tuple(st.statement_id for st in totals),
         )
 
-    def _columnar_eligible(self, data: bytes, rules: ChannelRules) -> bool:
+    def _parse_file(self, path: Path, channel: str, rules: ChannelRules) -> list[Statement]:
+        """The parsers take the file's bytes; they are released once its objects exist."""
+        data = path.read_bytes()
+        return self.parse(data, channel=channel, format=rules.format, csv_mapping=rules.csv_mapping)
+
+    def _columnar_eligible(self, path: Path, size_bytes: int, rules: ChannelRules) -> bool:
         """Large plain CSV files go through the columnar reader (it defers to the parser
         whenever a file is not plain); small ones, and other formats, through the parser."""
-        if len(data) < self.settings.columnar_csv_min_bytes:
+        if size_bytes < self.settings.columnar_csv_min_bytes:
             return False
         if rules.format == "csv":
             return True
         if rules.format != "auto":
             return False
+        with path.open("rb") as file:
+            head = file.read(65536)
         try:
-            return bool(detect_format(data[:65536]) == "csv")
+            return bool(detect_format(head) == "csv")
         except StatementFormatError:
             return False
 
@@ -293,7 +343,7 @@ class ReconService:
         self,
         channel: str,
         filename: str,
-        data: bytes,
+        size_bytes: int,
         sha256: str,
         source: str,
         failure: checks.CheckFailure,
@@ -307,7 +357,7 @@ class ReconService:
                 channel=channel,
                 sha256=sha256,
                 filename=filename,
-                size_bytes=len(data),
+                size_bytes=size_bytes,
                 source=source,
                 status="quarantined",
                 reason_code=failure.code,
@@ -346,6 +396,30 @@ class ReconService:
             reason_code=failure.code,
             reason=failure.reason,
         )
+
+    async def intake_failed(
+        self,
+        channel: str,
+        filename: str,
+        sha256: str,
+        reason: str,
+        attempts: int,
+        *,
+        now: datetime | None = None,
+    ) -> str:
+        """Raise ``file_intake_failed``: every attempt at a file failed without a verdict on
+        the file. The file is not recorded as received, so the same bytes may come again."""
+        now = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._alert(
+                conn,
+                "file_intake_failed",
+                cause=f"file_intake_failed:{channel}:{sha256}",
+                channel=channel,
+                business_date=None,
+                context={"filename": filename, "reason": reason, "attempts": attempts},
+                now=now,
+            )
 
     # -- reconciliation -------------------------------------------------------------------
 
@@ -674,6 +748,37 @@ class ReconService:
                     )
                 log.warning("recon_run_deferred", channel=channel, error=str(exc))
         return done
+
+    async def sweep_matches(
+        self, *, now: datetime | None = None, channels: list[str] | None = None
+    ) -> list[Path]:
+        """Delete matches files older than ``RECON_MATCHES_RETENTION_DAYS`` that no later run
+        can read (repository.matches_files_past_retention says which); the deleted paths."""
+        retention_days = self.settings.matches_retention_days
+        if retention_days == 0:
+            return []
+        now = now or datetime.now(UTC)
+        deleted: list[Path] = []
+        async with self.pool.acquire() as conn:
+            if channels is None:
+                channels = await repo.channels_with_matches_files(conn)
+            for channel in channels:
+                lookback_days = self.rules.for_channel(channel).lookback_days
+                rows = await repo.matches_files_past_retention(
+                    conn,
+                    channel,
+                    finished_before=now - timedelta(days=retention_days),
+                    day_before=now.date() - timedelta(days=lookback_days + 1),
+                    lookback_days=lookback_days,
+                )
+                for row in rows:
+                    path = Path(row["matches_path"])
+                    if await asyncio.to_thread(path.exists):
+                        await asyncio.to_thread(path.unlink, missing_ok=True)
+                        deleted.append(path)
+        if deleted:
+            log.info("recon_matches_swept", files=len(deleted), retention_days=retention_days)
+        return deleted
 
     # -- cut-offs and alerts --------------------------------------------------------------
 

@@ -31,6 +31,16 @@ class Settings(CommonSettings):
     duckdb_memory_limit_mb: int
     page_size_max: int
     columnar_csv_min_bytes: int  # CSV files from this size go through the columnar reader
+    # The columnar reader's block of lines: its frames (~12x) bound the intake's memory.
+    intake_block_bytes: int = 16 * 1024 * 1024
+    # A drop-directory file whose intake fails (not a quarantine outcome) is tried this many
+    # times, backing off from intake_retry_backoff_ms (doubling, at most 1 h), then
+    # quarantined with file_intake_failed.
+    intake_attempts_max: int = 5
+    intake_retry_backoff_ms: int = 5000
+    # Matches files (RECON_DATA_DIR/matches) of runs finished longer ago are deleted, unless a
+    # later run may still read them; 0 keeps them forever.
+    matches_retention_days: int = 400
     relay_batch_size: int
 
 
@@ -74,4 +84,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             "RECON_COLUMNAR_CSV_MIN_BYTES", 4 * 1024 * 1024, min_value=0, max_value=2**40
         ),
         relay_batch_size=env.integer("RECON_RELAY_BATCH_SIZE", 200, min_value=1, max_value=5000),
+        intake_block_bytes=env.integer(
+            "RECON_INTAKE_BLOCK_BYTES", 16 * 1024 * 1024, min_value=4096, max_value=1024**3
+        ),
+        intake_attempts_max=env.integer("RECON_INTAKE_ATTEMPTS_MAX", 5, min_value=1, max_value=100),
+        intake_retry_backoff_ms=env.integer(
+            "RECON_INTAKE_RETRY_BACKOFF_MS", 5000, min_value=10, max_value=3_600_000
+        ),
+        matches_retention_days=env.integer(
+            "RECON_MATCHES_RETENTION_DAYS", 400, min_value=0, max_value=36500
+        ),
     )

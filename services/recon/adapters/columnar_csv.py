@@ -12,13 +12,14 @@ return ``None``, and the parser decides (including every error message naming a 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
-from services.recon.adapters.columnar import LINE_SCHEMA, _write_atomically
+from services.recon.adapters.line_parts import LineParts
 from services.recon.domain.checks import StatementTotals
 from services.recon.domain.lines import Balance
 from services.recon.parsers.amounts import EXPONENTS
@@ -35,6 +36,11 @@ class ColumnarStatements:
     line_count: int
 
 
+# Bytes of lines per block: a block's frames take ~12x its size, so 16 MiB keeps the reader
+# near 200 MB whatever the size of the file.
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
 def simple_mapping(m: CsvMapping) -> bool:
     return (
         m.delimiter == ","
@@ -46,30 +52,104 @@ def simple_mapping(m: CsvMapping) -> bool:
 
 
 def read(
-    data: bytes, *, channel: str, mapping: CsvMapping | None, sha256: str, dest: Path
+    path: Path,
+    *,
+    channel: str,
+    mapping: CsvMapping | None,
+    sha256: str,
+    dest: Path,
+    block_bytes: int = BLOCK_BYTES,
 ) -> ColumnarStatements | None:
     """Write the file's lines to ``dest`` (Parquet) and return the statements' totals, or
-    ``None`` when the file is not plain enough for this reader (the parser takes it)."""
+    ``None`` when the file is not plain enough for this reader (the parser takes it).
+
+    The file is read in blocks of whole lines (``block_bytes``; more when one line is longer).
+    Each block is checked and converted alone, with its line offset; its lines are written as
+    a part, and the statements' figures are merged across blocks. ``dest`` appears only when
+    every block was read."""
+    assert block_bytes > 0
     m = mapping or DEFAULT_MAPPING
-    if not simple_mapping(m) or b'"' in data or b"\r" in data or b"\n\n" in data:
+    if not simple_mapping(m):
         return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    framed = not text or text != text.strip(_FRAMING) or text.startswith("#")
-    del text  # the file's size again in memory: not kept while the frames are built
-    if framed or b"\x1f" in data:
-        return None
-    end = data.find(b"\n")
-    header = [name.strip() for name in data[: end if end >= 0 else len(data)].decode().split(",")]
-    if len(set(header)) != len(header) or m.date not in header or m.amount not in header:
-        return None
-    # Physical lines after the header: one per line end, plus a last one without it.
-    expected = data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+    merged = _Merged(m, channel)
+    with LineParts(dest) as parts, path.open("rb") as file:
+        header: list[str] | None = None
+        header_bytes = b""
+        offset = 0  # data lines before the current block
+        last_char = ""
+        for block in _blocks(file, block_bytes):
+            # Blocks end at a line end, so a block starting with one is a blank line.
+            if not _plain(block) or (header is not None and block.startswith(b"\n")):
+                return None
+            try:
+                text = block.decode("utf-8")  # a line end never splits a UTF-8 character
+            except UnicodeDecodeError:
+                return None
+            if header is None and (text[0] in _FRAMING or text.startswith("#")):
+                return None
+            last_char = text[-1]
+            del text  # the block's size again in memory: not kept while frames are built
+            if header is None:
+                end = block.find(b"\n")
+                header_bytes = block[: end + 1] if end >= 0 else block
+                header = [name.strip() for name in header_bytes.decode().split(",")]
+                if len(set(header)) != len(header) or m.date not in header:
+                    return None
+                if m.amount not in header:
+                    return None
+                block = block[len(header_bytes) :]
+                if not block:
+                    continue
+            lines = _read_block(header_bytes, header, block, m, channel, sha256, offset, merged)
+            if lines is None:
+                return None
+            parts.add(lines)
+            offset += _block_rows(block)
+            del lines, block
+        if header is None or offset == 0 or last_char in _FRAMING:
+            return None  # empty, a header alone, or framing bytes at the end
+        line_count = parts.publish()
+    return ColumnarStatements(merged.totals(), line_count)
+
+
+def _plain(block: bytes) -> bool:
+    return not any(b in block for b in (b'"', b"\r", b"\n\n", b"\x1f"))
+
+
+def _block_rows(block: bytes) -> int:
+    """Physical lines in a block: one per line end, plus a last one without it."""
+    return block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+
+def _blocks(file: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """The file in blocks that end at a line end (the last one where the file ends)."""
+    carry = b""
+    while chunk := file.read(block_bytes):
+        buffer = carry + chunk if carry else chunk
+        cut = buffer.rfind(b"\n")
+        if cut < 0:
+            carry = buffer  # a line longer than a block: read on
+            continue
+        carry = buffer[cut + 1 :]
+        yield buffer[: cut + 1]
+    if carry:
+        yield carry
+
+
+def _read_block(
+    header_bytes: bytes,
+    header: list[str],
+    block: bytes,
+    m: CsvMapping,
+    channel: str,
+    sha256: str,
+    offset: int,
+    merged: _Merged,
+) -> pl.DataFrame | None:
+    expected = _block_rows(block)
     try:
         frame = pl.read_csv(
-            io.BytesIO(data),
+            io.BytesIO(header_bytes + block),
             has_header=True,
             infer_schema=False,
             quote_char=None,
@@ -80,9 +160,8 @@ def read(
         # holds no \x1f, so every line is one field.
         raw = (
             pl.read_csv(
-                io.BytesIO(data),
+                io.BytesIO(block),
                 has_header=False,
-                skip_rows=1,
                 infer_schema=False,
                 quote_char=None,
                 separator="\x1f",
@@ -93,14 +172,9 @@ def read(
         )
     except pl.exceptions.PolarsError:
         return None
-    if (
-        frame.height != expected
-        or raw.len() != expected
-        or frame.width != len(header)
-        or frame.height == 0
-    ):
+    if frame.height != expected or raw.len() != expected or frame.width != len(header):
         return None
-    return _convert(frame, raw, header, m, channel, sha256, dest)
+    return _convert(frame, raw, header, m, channel, sha256, offset, merged)
 
 
 def _convert(
@@ -110,8 +184,12 @@ def _convert(
     m: CsvMapping,
     channel: str,
     sha256: str,
-    dest: Path,
-) -> ColumnarStatements | None:
+    offset: int,
+    merged: _Merged,
+) -> pl.DataFrame | None:
+    """One block's lines (its statements' figures go to ``merged``), or ``None`` when the
+    parser must decide."""
+
     def cell(name: str | None) -> pl.Expr:
         if name is None or name not in header:
             return pl.lit(None, pl.Utf8)
@@ -128,7 +206,7 @@ def _convert(
     if m.default_currency:
         currency = pl.when(currency == "").then(pl.lit(m.default_currency)).otherwise(currency)
     rows = frame.with_row_index("idx").select(
-        (pl.col("idx").cast(pl.Int64) + 2).alias("line_number"),
+        (pl.col("idx").cast(pl.Int64) + (2 + offset)).alias("line_number"),
         cell(m.record_type).fill_null("").str.to_lowercase().alias("kind"),
         cell(m.account).fill_null("").alias("account"),
         (cell(m.statement_id) if has_statement_col else pl.lit(default_id)).alias("statement_id"),
@@ -145,10 +223,15 @@ def _convert(
         opt(m.counterparty).alias("counterparty"),
         pl.lit(raw).alias("raw"),
     )
-    exponents = rows.get_column("currency").unique().to_list()
-    if any(c not in EXPONENTS for c in exponents) or len({EXPONENTS[c] for c in exponents}) != 1:
-        return None  # unknown currency (the parser names the line) or mixed exponents
-    exp = EXPONENTS[exponents[0]]
+    currencies = rows.get_column("currency").unique().to_list()
+    if any(c not in EXPONENTS for c in currencies):
+        return None  # unknown currency (the parser names the line)
+    exponents = {EXPONENTS[c] for c in currencies}
+    if merged.exponent is not None:
+        exponents.add(merged.exponent)
+    if len(exponents) != 1:
+        return None  # mixed exponents in the file
+    exp = merged.exponent = exponents.pop()
     if (rows.get_column("statement_id") == "").any():
         return None
     debit_values = sorted(v.lower() for v in m.debit_values)
@@ -198,8 +281,8 @@ def _convert(
         pl.lit(channel).alias("channel"),
     )
     lines = rows.filter(~is_balance & (pl.col("amount_minor") != 0))
-    _write_atomically(lines.select(list(LINE_SCHEMA)).cast(LINE_SCHEMA), dest)  # type: ignore[arg-type]
-    return ColumnarStatements(_totals(rows, lines, m, channel), lines.height)
+    merged.add(rows, lines)
+    return lines
 
 
 def _minor(text: pl.Expr, exp: int, *, signed: bool) -> pl.Expr:
@@ -216,70 +299,88 @@ def _minor(text: pl.Expr, exp: int, *, signed: bool) -> pl.Expr:
     return value
 
 
-def _totals(
-    rows: pl.DataFrame, lines: pl.DataFrame, m: CsvMapping, channel: str
-) -> list[StatementTotals]:
-    key = ["account", "statement_id"]
-    firsts = rows.group_by(key, maintain_order=True).agg(
-        pl.col("currency").first().alias("statement_currency"),
-        pl.col("sequence").first().alias("sequence"),
-    )
-    per = (
-        lines.join(firsts, on=key, how="left")
-        .group_by(key)
-        .agg(
+class _Merged:
+    """Each statement's figures, merged block by block into what the whole file gives: its
+    currency and sequence from its first row in the file, the first line (by number) in
+    another currency, and the last balance row of each kind (the parser keeps the last)."""
+
+    def __init__(self, m: CsvMapping, channel: str) -> None:
+        self.m = m
+        self.channel = channel
+        self.exponent: int | None = None
+        self.firsts: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (currency, sequence)
+        # key -> currency -> [credits, debits, fees, lines, last booking, first line number]
+        self.figures: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self.balances: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
+
+    def add(self, rows: pl.DataFrame, lines: pl.DataFrame) -> None:
+        key = ["account", "statement_id"]
+        firsts = rows.group_by(key, maintain_order=True).agg(
+            pl.col("currency").first(), pl.col("sequence").first()
+        )
+        for account, statement_id, currency, sequence in firsts.iter_rows():
+            self.firsts.setdefault((account, statement_id), (currency, sequence))
+        per = lines.group_by([*key, "currency"]).agg(
             pl.col("amount_minor").filter(pl.col("direction") == "credit").sum().alias("c"),
             pl.col("amount_minor").filter(pl.col("direction") == "debit").sum().alias("d"),
             pl.col("fee_minor").sum().alias("f"),
             pl.len().alias("n"),
             pl.col("booking_date").max().alias("last"),
-            pl.col("currency")
-            .filter(pl.col("currency") != pl.col("statement_currency"))
-            .first()
-            .alias("foreign_currency"),
-            pl.col("line_number")
-            .filter(pl.col("currency") != pl.col("statement_currency"))
-            .first()
-            .alias("foreign_line"),
+            pl.col("line_number").min().alias("first"),
         )
-    )
-    figures = {(r["account"], r["statement_id"]): r for r in per.iter_rows(named=True)}
-    balances = rows.filter(pl.col("kind").is_in([m.opening_value, m.closing_value]))
-    out: list[StatementTotals] = []
-    for first in firsts.iter_rows(named=True):
-        k = (first["account"], first["statement_id"])
-        mine = balances.filter((pl.col("account") == k[0]) & (pl.col("statement_id") == k[1]))
-        f = figures.get(k)
-        out.append(
-            StatementTotals(
-                channel=channel,
-                statement_id=first["statement_id"],
-                account=first["account"],
-                currency=first["statement_currency"],
-                opening=_balance(mine, m.opening_value, m),
-                closing=_balance(mine, m.closing_value, m),
-                line_count=int(f["n"]) if f else 0,
-                credits_minor=int(f["c"] or 0) if f else 0,
-                debits_minor=int(f["d"] or 0) if f else 0,
-                fees_minor=int(f["f"] or 0) if f else 0,
-                foreign_line=(
-                    (f["foreign_currency"], int(f["foreign_line"]))
-                    if f and f["foreign_currency"] is not None
-                    else None
-                ),
-                last_booking=f["last"] if f else None,
-                sequence_number=int(first["sequence"]) if first["sequence"] else None,
+        for r in per.iter_rows(named=True):
+            by_currency = self.figures.setdefault((r["account"], r["statement_id"]), {})
+            seen = by_currency.get(r["currency"])
+            block = [int(r["c"] or 0), int(r["d"] or 0), int(r["f"] or 0), int(r["n"])]
+            if seen is None:
+                by_currency[r["currency"]] = [*block, r["last"], int(r["first"])]
+            else:
+                for i in range(4):
+                    seen[i] += block[i]
+                seen[4] = max(seen[4], r["last"])
+                seen[5] = min(seen[5], int(r["first"]))
+        kinds = [self.m.opening_value, self.m.closing_value]
+        balances = rows.filter(pl.col("kind").is_in(kinds)).select(
+            "account",
+            "statement_id",
+            "kind",
+            "signed_minor",
+            "direction_text",
+            "currency",
+            "booking_date",
+        )
+        for row in balances.iter_rows(named=True):  # in file order: the last one stays
+            self.balances[((row["account"], row["statement_id"]), row["kind"])] = row
+
+    def totals(self) -> list[StatementTotals]:
+        out: list[StatementTotals] = []
+        for k, (currency, sequence) in self.firsts.items():
+            mine = self.figures.get(k, {})
+            foreign = min(((f[5], c) for c, f in mine.items() if c != currency), default=None)
+            out.append(
+                StatementTotals(
+                    channel=self.channel,
+                    statement_id=k[1],
+                    account=k[0],
+                    currency=currency,
+                    opening=self._balance(k, self.m.opening_value),
+                    closing=self._balance(k, self.m.closing_value),
+                    line_count=sum(f[3] for f in mine.values()),
+                    credits_minor=sum(f[0] for f in mine.values()),
+                    debits_minor=sum(f[1] for f in mine.values()),
+                    fees_minor=sum(f[2] for f in mine.values()),
+                    foreign_line=(foreign[1], foreign[0]) if foreign else None,
+                    last_booking=max((f[4] for f in mine.values()), default=None),
+                    sequence_number=int(sequence) if sequence else None,
+                )
             )
-        )
-    return out
+        return out
 
-
-def _balance(group_rows: pl.DataFrame, kind: str, m: CsvMapping) -> Balance | None:
-    found = group_rows.filter(pl.col("kind") == kind)
-    if not found.height:
-        return None
-    row: dict[str, Any] = found.row(found.height - 1, named=True)  # the parser keeps the last
-    amount = int(row["signed_minor"])
-    if row["direction_text"] in {v.lower() for v in m.debit_values}:
-        amount = -abs(amount)
-    return Balance(amount_minor=amount, currency=row["currency"], date=row["booking_date"])
+    def _balance(self, k: tuple[str, str], kind: str) -> Balance | None:
+        row = self.balances.get((k, kind))
+        if row is None:
+            return None
+        amount = int(row["signed_minor"])
+        if row["direction_text"] in {v.lower() for v in self.m.debit_values}:
+            amount = -abs(amount)
+        return Balance(amount_minor=amount, currency=row["currency"], date=row["booking_date"])

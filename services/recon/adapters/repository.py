@@ -475,3 +475,36 @@ async def carried_timing_lines(
             business_date,
         )
     )
+
+
+async def matches_files_past_retention(
+    conn: Conn, channel: str, finished_before: datetime, day_before: date, lookback_days: int
+) -> list[asyncpg.Record]:
+    """Runs of ``channel`` whose matches file may go: finished before ``finished_before``, of
+    a day before ``day_before`` (no run of today or later reads it), and outside the lookback
+    of every day that still has an open ``timing`` break (the run that re-evaluates it reads
+    the matches files of the current runs of the days in its lookback). Only committed runs
+    are named: a file without its run (a run being persisted) is never one of them."""
+    return list(
+        await conn.fetch(
+            """SELECT r.run_id, r.matches_path FROM recon_runs r
+               WHERE r.channel = $1 AND r.matches_path IS NOT NULL
+                 AND r.finished_at < $2 AND r.business_date < $3
+                 AND NOT EXISTS (
+                   SELECT 1 FROM recon_breaks b
+                   WHERE b.channel = $1 AND b.code = 'timing' AND b.status = 'open'
+                     AND b.business_date - ($4::int + 1) <= r.business_date)
+               ORDER BY r.business_date, r.run_id""",
+            channel,
+            finished_before,
+            day_before,
+            lookback_days,
+        )
+    )
+
+
+async def channels_with_matches_files(conn: Conn) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT channel FROM recon_runs WHERE matches_path IS NOT NULL ORDER BY channel"
+    )
+    return [r["channel"] for r in rows]

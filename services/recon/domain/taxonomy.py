@@ -45,6 +45,12 @@ ALERTS: dict[str, AlertSpec] = {
             "Statement file {filename} on {channel} quarantined: {reason}",
         ),
         AlertSpec(
+            "file_intake_failed",
+            Severity.HIGH,
+            "Statement file {filename} on {channel} quarantined after {attempts} failed intake"
+            " attempts: {reason}",
+        ),
+        AlertSpec(
             "file_duplicate",
             Severity.LOW,
             "Statement file {filename} on {channel} was already received; not processed again",

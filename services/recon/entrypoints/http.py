@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -14,6 +17,7 @@ from contracts.recon import RunRequest
 from services.kit.auth import bearer_token, constant_time_equal
 from services.kit.errors import ProblemError, json_response, read_json
 from services.recon.adapters import repository as repo
+from services.recon.adapters.dropdir import DropDir
 from services.recon.adapters.records import RecordsUnavailable
 from services.recon.domain.rules import valid_channel
 from services.recon.handlers import FileOutcome, RunOutcome
@@ -22,6 +26,8 @@ from services.recon.keys import service_key, settings_key
 FINANCE_PREFIX = "/v1/recon/"
 _FILENAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+UPLOAD_CHUNK_BYTES = 1 << 16
+UPLOAD_WRITE_BYTES = 4 << 20  # written (and hashed) off the event loop in batches this size
 UPLOAD_TYPES = ("application/octet-stream", "text/plain", "text/csv", "application/xml", "text/xml")
 
 
@@ -105,11 +111,18 @@ async def upload_file(request: web.Request) -> web.Response:
             "Unsupported media type",
             f"send the file's bytes as one of {', '.join(UPLOAD_TYPES)}",
         )
-    data = await request.read()
-    if not data:
-        raise ProblemError(400, "upload_empty", "Empty upload", "the request body is empty")
     service = request.app[service_key]
-    outcome = await service.receive_file(channel, filename, data, source="upload")
+    drop = DropDir(service.settings.drop_dir)
+    spool = await asyncio.to_thread(drop.upload_spool, channel)
+    try:
+        size_bytes, sha256 = await _stream_to(request, spool, service.settings.upload_max_bytes)
+        if not size_bytes:
+            raise ProblemError(400, "upload_empty", "Empty upload", "the request body is empty")
+        outcome = await service.receive_file(
+            channel, filename, spool, source="upload", sha256=sha256
+        )
+    finally:
+        await asyncio.to_thread(spool.unlink, missing_ok=True)
     body = file_body(outcome)
     if outcome.status == "accepted" and run_now == "true":
         assert outcome.business_date is not None
@@ -122,6 +135,38 @@ async def upload_file(request: web.Request) -> web.Response:
                 row = await repo.run(conn, ran.run_id)
             body["run"] = run_summary(row)
     return json_response(body, status=201 if outcome.status == "accepted" else 200)
+
+
+async def _stream_to(request: web.Request, path: Path, size_max: int) -> tuple[int, str]:
+    """The request body to ``path``, hashed as it goes, refused past ``size_max`` bytes: an
+    upload is never held in memory whole. (size, SHA-256)"""
+    digest = hashlib.sha256()
+    size = 0
+    pending: list[bytes] = []
+    pending_bytes = 0
+    with await asyncio.to_thread(path.open, "wb") as file:
+        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK_BYTES):
+            size += len(chunk)
+            if size > size_max:
+                raise ProblemError(
+                    413,
+                    "request_too_large",
+                    "Upload too large",
+                    f"the file is larger than RECON_UPLOAD_MAX_BYTES ({size_max} bytes)",
+                )
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= UPLOAD_WRITE_BYTES:
+                await asyncio.to_thread(_write_hashed, file, digest, pending)
+                pending, pending_bytes = [], 0
+        await asyncio.to_thread(_write_hashed, file, digest, pending)
+    return size, digest.hexdigest()
+
+
+def _write_hashed(file: BinaryIO, digest: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+        file.write(chunk)
 
 
 async def create_run(request: web.Request) -> web.Response:
