@@ -244,9 +244,9 @@ def ours(workdir: Path) -> dict[str, object]:
                 pool, settings, rules, FileRecords(workdir / "records.ndjson"), default_parser()
             )
             started, cpu0 = time.perf_counter(), _cpu_s()
-            data = (workdir / "statement.csv").read_bytes()
-            received = await service.receive_file(CHANNEL, "statement.csv", data, source="cli")
-            del data
+            received = await service.receive_file(
+                CHANNEL, "statement.csv", workdir / "statement.csv", source="cli"
+            )
             intake_s = time.perf_counter() - started
             assert received.status == "accepted", received
             outcome = await service.run_day(CHANNEL, DAY)
