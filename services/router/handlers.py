@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import msgspec
+import structlog
 
 from services.kit import outbox
 from services.kit.errors import ProblemError
@@ -451,6 +452,7 @@ class RouterService:
                             amount_minor=sub["amount_minor"],
                             currency=sub["currency"],
                             sent_at=now,
+                            request_id=request_id,
                         )
                     except (store.LiveAttemptExists, asyncpg.UniqueViolationError):
                         # A concurrent request for the same payout won; ours never reaches a bank.
@@ -678,7 +680,7 @@ class RouterService:
                 0,
             )
             return
-        timed = await self.bank.inquire(row["bank"], attempt_id)
+        timed = await self.bank.inquire(row["bank"], attempt_id, row["request_id"])
         sent_age_s = (self.utcnow() - row["sent_at"]).total_seconds()
         established = after_inquiry(
             status,
@@ -720,15 +722,25 @@ class RouterService:
             rows = await store.claim_due(conn, now, lease, self.tuning.inquiry_batch_max)
         if rows:
             results = await asyncio.gather(
-                *(self._inquire(r) for r in rows), return_exceptions=True
+                *(self._inquire_in_background(r) for r in rows), return_exceptions=True
             )
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, Exception):
                     # The lease lapses and the next round retries this attempt.
-                    log.warning("inquiry_failed", attempt_id=row["attempt_id"], error=repr(result))
+                    with structlog.contextvars.bound_contextvars(request_id=row["request_id"]):
+                        log.warning(
+                            "inquiry_failed", attempt_id=row["attempt_id"], error=repr(result)
+                        )
                 elif isinstance(result, BaseException):
                     raise result
         return len(rows)
+
+    async def _inquire_in_background(self, row: Any) -> None:
+        """Outside any request, the submission's request id is what ties this inquiry's log
+        lines (and the bank's) to the payout. Each gathered call runs in its own task, so the
+        binding stays with this attempt."""
+        with structlog.contextvars.bound_contextvars(request_id=row["request_id"]):
+            await self._inquire(row)
 
     # ---------------------------------------------------------------- callbacks
 

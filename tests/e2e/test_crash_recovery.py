@@ -4,6 +4,8 @@ stays held, nothing is posted or executed twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from typing import Any
 
@@ -119,3 +121,78 @@ async def test_sigkill_of_the_payout_process_mid_flow_then_restart_ends_every_pa
 
 async def _at_least(value: Any, minimum: int) -> bool:
     return int(await value) >= minimum
+
+
+def _router_lines(api: Api, event: str, attempt_id: str) -> list[dict[str, Any]]:
+    found = []
+    for raw in api.suite.router.log_path.read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if line.get("event") == event and line.get("attempt_id") == attempt_id:
+                found.append(line)
+    return found
+
+
+async def test_a_router_killed_mid_call_inquires_in_the_background_under_the_request_id(
+    api: Api,
+) -> None:
+    # The bank takes a second to answer (under the router's 1.5 s timeout): time to kill the
+    # router while the attempt is still `sending`, so only its recovery loop can settle it.
+    for bank in BANKS:
+        await api.behave(bank, latency_median_ms=1_000, latency_p99_ms=1_000)
+    request_id = f"req_e2e_{uuid.uuid4().hex}"
+    payout_id = f"po_e2e_{uuid.uuid4().hex[:16]}"
+    body = {
+        "payout_id": payout_id,
+        "gid": f"gtx_e2e_{uuid.uuid4().hex[:16]}",
+        "merchant_id": "mer_e2e_crash",
+        "amount_minor": 1_234,
+        "currency": "EUR",
+        "beneficiary": {
+            "name": "Jane Doe",
+            "account_number": "GB29NWBK60161331926819",
+            "bank_code": "NRTHGB2L",
+        },
+        "reference": "router-crash",
+    }
+    router = api.suite.router
+
+    async def submit() -> None:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            await api.call(
+                "POST",
+                router.url + "/v1/submissions",
+                json=body,
+                headers={**api.service, "Request-Id": request_id},
+            )
+
+    call = asyncio.create_task(submit())
+
+    async def sending() -> str | None:
+        status, view, _ = await api.call(
+            "GET", f"{router.url}/v1/submissions/{payout_id}", headers=api.service
+        )
+        if status == 200 and view["attempts"] and view["attempts"][0]["status"] == "sending":
+            return str(view["attempts"][0]["attempt_id"])
+        return None
+
+    try:
+        attempt_id = await wait_until(sending, timeout_s=15, interval_s=0.02, message="sending")
+        router.kill()
+        await call
+    finally:
+        await asyncio.to_thread(router.start, ready_timeout_s=60)
+
+    async def inquired() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in _router_lines(api, "attempt_moved", attempt_id)
+            if line.get("by") == "inquiry"
+        ]
+
+    lines = await wait_until(inquired, timeout_s=20, message="the recovery loop's inquiry")
+    assert {line.get("request_id") for line in lines} == {request_id}, lines
+    assert lines[0]["old"] == "sending"

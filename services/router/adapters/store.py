@@ -11,7 +11,8 @@ import asyncpg
 
 ATTEMPT_COLUMNS = """attempt_id, payout_id, seq, channel_id, bank, decision_id, amount_minor,
     currency, status, failure_class, failure_code, failure_message, bank_reference, fee_minor,
-    executed_at, sent_at, resolved_at, resolved_by, inquiries, next_inquiry_at, version"""
+    executed_at, sent_at, resolved_at, resolved_by, inquiries, next_inquiry_at, version,
+    request_id"""
 
 
 class LiveAttemptExists(Exception):
@@ -255,8 +256,8 @@ async def insert_attempt(conn: asyncpg.Connection, next_inquiry_at: datetime, **
     try:
         await conn.execute(
             """INSERT INTO attempt(attempt_id, payout_id, seq, channel_id, bank, decision_id,
-                   amount_minor, currency, status, sent_at, next_inquiry_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sending', $9, $10)""",
+                   amount_minor, currency, status, sent_at, next_inquiry_at, request_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sending', $9, $10, $11)""",
             v["attempt_id"],
             v["payout_id"],
             v["seq"],
@@ -267,6 +268,7 @@ async def insert_attempt(conn: asyncpg.Connection, next_inquiry_at: datetime, **
             v["currency"],
             v["sent_at"],
             next_inquiry_at,
+            v.get("request_id"),
         )
     except asyncpg.UniqueViolationError as exc:
         raise LiveAttemptExists(str(exc)) from None
